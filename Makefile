@@ -1,0 +1,90 @@
+# filterscope: `make demo` and `make test` bootstrap everything they need on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+JS_BUNDLE := src/filterscope/static/widget.js
+JS_SOURCES := $(shell find js/src -type f 2>/dev/null) js/package.json js/tsconfig.json js/build.mjs
+# Keep tests and the demo quiet and offline.
+export PYTHONUNBUFFERED := 1
+export MPLBACKEND := Agg
+export BOKEH_RESOURCES := inline
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help demo test test-py test-js test-e2e test-nb lint format bench lab clean chromium venv js
+
+help:
+	@echo "make demo   train LeNet-5 on digits, record runs/demo, find anomaly filters, write runs/demo/report.html"
+	@echo "make test   every test: lint, Python, JS, notebooks and a real JupyterLab in headless Chromium"
+	@echo "make lab    start JupyterLab on the notebooks/"
+	@echo "make bench  run the benchmarks in benchmarks/"
+
+# --- bootstrap -------------------------------------------------------------------------
+js/node_modules/.package-lock.json: js/package.json js/package-lock.json
+	cd js && npm ci --no-audit --no-fund
+	@touch $@
+
+$(JS_BUNDLE): js/node_modules/.package-lock.json $(JS_SOURCES)
+	cd js && npm run build
+
+js: $(JS_BUNDLE)
+
+# torch first and pinned: the CPU wheel of 2.13.0 lies on this machine's disk; any other spec
+# downloads a multi-GB CUDA build. animal-mnist is installed without its dependencies because
+# its metadata asks for tensorflow, which filterscope never imports.
+$(STAMP): pyproject.toml $(JS_BUNDLE)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps "animal-mnist==0.4"
+	@touch $@
+
+venv: $(STAMP)
+
+# Debian's chromium for the browser tests; installed only when missing and we are root.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: install Debian's 'chromium' package (sudo apt-get install chromium)"; exit 1; \
+	  fi; \
+	fi
+
+# --- the two commands ------------------------------------------------------------------
+demo: $(STAMP)
+	$(VENV)/bin/filterscope demo
+
+test: $(STAMP) chromium lint test-js test-py
+
+test-py: $(STAMP) chromium
+	$(PY) -m pytest -m "not cuda" -n 2 --dist loadgroup tests --nbmake notebooks
+
+test-js: js/node_modules/.package-lock.json
+	cd js && npm run typecheck && npm run lint && npm test
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	cd js && npx biome check --write src
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf $(VENV) js/node_modules src/filterscope/static runs .pytest_cache .mypy_cache .ruff_cache

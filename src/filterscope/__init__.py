@@ -1,0 +1,75 @@
+"""filterscope: see inside CNN training.
+
+A :class:`Recorder` turns a PyTorch training loop into an xarray log on a zarr store;
+:func:`open_log` reads it back lazily; :mod:`filterscope.gmm` finds anomaly filters;
+:mod:`filterscope.views` draws everything as linked JupyterLab widgets and
+:mod:`filterscope.plots` as static Bokeh figures and an offline HTML report.
+
+Heavy modules (torch, bokeh, anywidget) are imported on first use of a name, so
+``import filterscope`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from filterscope._version import __version__
+from filterscope.errors import (
+    FilterscopeError,
+    InvalidDataError,
+    InvalidModelError,
+    LogExistsError,
+    LogFormatError,
+    NonFiniteError,
+)
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Recorder": "filterscope.log.recorder",
+    "open_log": "filterscope.log.store",
+    "FilterGMM": "filterscope.gmm.estimator",
+    "extract": "filterscope.gmm.extract",
+    "analyze": "filterscope.gmm.analyze",
+    "ModelInfo": "filterscope.views.model_info",
+    "write_report": "filterscope.plots.report",
+}
+_SUBMODULES = {"log", "models", "data", "gmm", "index", "dynamics", "views", "plots"}
+
+__all__ = [
+    "FilterscopeError",
+    "InvalidDataError",
+    "InvalidModelError",
+    "LogExistsError",
+    "LogFormatError",
+    "NonFiniteError",
+    "__version__",
+    *sorted(_LAZY),
+    *sorted(_SUBMODULES),
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"filterscope.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'filterscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from filterscope.gmm.analyze import analyze
+    from filterscope.gmm.estimator import FilterGMM
+    from filterscope.gmm.extract import extract
+    from filterscope.log.recorder import Recorder
+    from filterscope.log.store import open_log
+    from filterscope.plots.report import write_report
+    from filterscope.views.model_info import ModelInfo

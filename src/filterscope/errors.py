@@ -1,0 +1,31 @@
+"""Typed errors raised at filterscope's boundaries.
+
+Every error says what was expected, what was received and how to fix it. Each class also
+derives from the closest built-in exception so callers can catch either.
+"""
+
+from __future__ import annotations
+
+
+class FilterscopeError(Exception):
+    """Base class of every error filterscope raises on purpose."""
+
+
+class InvalidModelError(FilterscopeError, ValueError):
+    """The model cannot be recorded or analysed (e.g. it has no layers with weights)."""
+
+
+class InvalidDataError(FilterscopeError, ValueError):
+    """Input data has the wrong shape, dtype, labels or values."""
+
+
+class NonFiniteError(InvalidDataError):
+    """Input holds NaN or Inf where finite numbers are required."""
+
+
+class LogExistsError(FilterscopeError, FileExistsError):
+    """A log already exists at the path and no ``mode`` says what to do with it."""
+
+
+class LogFormatError(FilterscopeError, ValueError):
+    """The path is not a filterscope log, or the log is corrupt or from a newer version."""
