@@ -1,0 +1,19 @@
+"""Shared pytest configuration.
+
+Tests run two at a time (pytest-xdist, ``-n 2``) on a 2-core machine, so each worker keeps torch
+to one intra-op thread: oversubscription makes CPU tests slower and timing-sensitive ones flaky.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return
+    torch.set_num_threads(1)
