@@ -1,0 +1,44 @@
+"""Static Bokeh plots of a filterscope log and the offline HTML report.
+
+Owns the Bokeh versions of the widgets' charts (:mod:`~filterscope.plots.figures`), the few
+reductions they need (:mod:`~filterscope.plots.aggregates`) and :func:`write_report`, a single
+self-contained HTML file with BokehJS inlined (nothing is fetched when it opens). Reads logs and
+analysis results; must not write to a log, train, or import a widget.
+
+Examples
+--------
+>>> import filterscope as fs
+>>> # fs.write_report(fs.open_log("runs/demo"), "runs/demo/report.html")
+"""
+
+from __future__ import annotations
+
+from filterscope.plots.figures import (
+    anomaly_count_figure,
+    change_ratio_figure,
+    class_accuracy_figure,
+    error_figure,
+    filter_cosine_figure,
+    gradient_figure,
+    heatmap_figure,
+    loss_figure,
+    lr_figure,
+    shared_axes,
+    training_figures,
+)
+from filterscope.plots.report import write_report
+
+__all__ = [
+    "anomaly_count_figure",
+    "change_ratio_figure",
+    "class_accuracy_figure",
+    "error_figure",
+    "filter_cosine_figure",
+    "gradient_figure",
+    "heatmap_figure",
+    "loss_figure",
+    "lr_figure",
+    "shared_axes",
+    "training_figures",
+    "write_report",
+]

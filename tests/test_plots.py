@@ -1,0 +1,285 @@
+"""Bokeh figures and the offline report, on a hand-built log that follows the log schema.
+
+Every aggregate is checked against a literal numpy loop over the planted data, and every figure
+against the numbers it was given, so a figure cannot silently draw the wrong variable.
+"""
+
+from __future__ import annotations
+
+import re
+
+import bokeh
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from bokeh.core.validation import check_integrity
+from bokeh.models import CategoricalAxis, ColumnDataSource, CrosshairTool, GlyphRenderer, LogAxis
+
+from filterscope.errors import InvalidDataError, LogFormatError
+from filterscope.plots import (
+    change_ratio_figure,
+    class_accuracy_figure,
+    filter_cosine_figure,
+    gradient_figure,
+    loss_figure,
+    training_figures,
+    write_report,
+)
+from filterscope.plots.aggregates import (
+    anomaly_counts,
+    class_accuracy,
+    layer_filter_mean,
+    mean_abs_per_parameter,
+)
+from filterscope.plots.figures import ACCURACY_PALETTE
+
+STATS = ["max", "min", "mean", "sum", "var", "std", "l0", "l1", "l2", "median", "q1", "q3"]
+THRESHOLDS = np.array(
+    [np.inf, *[m * 10.0**-d for d in range(7) for m in range(10, 0, -1) if not (d and m == 10)]]
+)[:56]
+LAYERS = [  # name, kind, filters, parameters per filter
+    ("conv1", "Conv2d", 4, 9),
+    ("bn1", "BatchNorm2d", 4, 1),
+    ("conv2", "Conv2d", 6, 36),
+    ("fc", "Linear", 3, 6),
+]
+
+
+def _stats(x: np.ndarray) -> list[float]:
+    return [
+        x.max(),
+        x.min(),
+        x.mean(),
+        x.sum(),
+        x.var(),
+        x.std(),
+        np.count_nonzero(x),
+        np.abs(x).sum(),
+        np.sqrt((x**2).sum()),
+        np.median(x),
+        np.quantile(x, 0.25),
+        np.quantile(x, 0.75),
+    ]
+
+
+def hand_built_log(seed: int = 0, n_snapshots: int = 6, steps_per_snapshot: int = 5):
+    """A small log with the schema's dims, coords and variables, plus the raw gradients."""
+    rng = np.random.default_rng(seed)
+    n_steps = n_snapshots * steps_per_snapshot
+    n_samples, n_classes = 30, 3
+    stat_layers = [i for i, (_, kind, _, _) in enumerate(LAYERS) if kind != "BatchNorm2d"]
+    grads = {
+        i: rng.normal(scale=10.0 ** -(i + 1), size=(n_snapshots, LAYERS[i][2] * LAYERS[i][3]))
+        for i in stat_layers
+    }
+    grad_stat = np.full((n_snapshots, len(LAYERS), len(STATS)), np.nan, dtype=np.float32)
+    weight_stat = grad_stat.copy()
+    change_ratio = np.full((n_snapshots, len(LAYERS), len(THRESHOLDS)), np.nan, np.float32)
+    for i in stat_layers:
+        for s in range(n_snapshots):
+            grad_stat[s, i] = _stats(grads[i][s])
+            weight_stat[s, i] = _stats(rng.normal(size=grads[i].shape[1]))
+            change_ratio[s, i] = np.sort(rng.uniform(size=len(THRESHOLDS)))[::-1]
+    filter_layer_index = np.concatenate([[i] * LAYERS[i][2] for i in stat_layers])
+    n_filters = len(filter_layer_index)
+    labels = np.arange(n_samples) % n_classes
+    cosine = rng.uniform(0.5, 1.0, size=(n_snapshots, n_filters)).astype(np.float32)
+    cosine[0] = np.nan
+    log = xr.Dataset(
+        {
+            "loss": ("step", np.linspace(2.3, 0.1, n_steps).astype(np.float32)),
+            "lr": ("step", np.full(n_steps, 1e-3, np.float32)),
+            "train_error": ("step", np.linspace(0.9, 0.0, n_steps).astype(np.float32)),
+            "step_time": ("step", np.full(n_steps, 0.01, np.float32)),
+            "val_loss": ("snapshot", rng.uniform(0.2, 2.0, n_snapshots).astype(np.float32)),
+            "val_error": ("snapshot", rng.uniform(0.0, 1.0, n_snapshots).astype(np.float32)),
+            "train_loss": ("snapshot", rng.uniform(0.0, 2.0, n_snapshots).astype(np.float32)),
+            "correct": (("snapshot", "sample"), rng.uniform(size=(n_snapshots, n_samples)) < 0.7),
+            "weight_stat": (("snapshot", "layer", "stat"), weight_stat),
+            "grad_stat": (("snapshot", "layer", "stat"), grad_stat),
+            "change_ratio": (("snapshot", "layer", "threshold"), change_ratio),
+            "filter_cosine": (("snapshot", "filter"), cosine),
+        },
+        coords={
+            "step": np.arange(n_steps, dtype=np.int64),
+            "step_epoch": ("step", np.arange(n_steps) // steps_per_snapshot),
+            "snapshot": np.arange(n_snapshots, dtype=np.int64),
+            "snapshot_step": ("snapshot", np.arange(n_snapshots) * steps_per_snapshot + 4),
+            "snapshot_epoch": ("snapshot", np.arange(n_snapshots)),
+            "sample": np.arange(n_samples),
+            "sample_id": ("sample", np.arange(n_samples) * 7),
+            "label": ("sample", labels),
+            "class": np.arange(n_classes),
+            "class_name": ("class", ["cat", "dog", "owl"]),
+            "layer": np.arange(len(LAYERS)),
+            "layer_name": ("layer", [n for n, _, _, _ in LAYERS]),
+            "layer_kind": ("layer", [k for _, k, _, _ in LAYERS]),
+            "layer_filters": ("layer", [f for _, _, f, _ in LAYERS]),
+            "layer_has_stats": ("layer", [k != "BatchNorm2d" for _, k, _, _ in LAYERS]),
+            "filter": np.arange(n_filters),
+            "filter_layer": ("filter", [LAYERS[i][0] for i in filter_layer_index]),
+            "filter_layer_index": ("filter", filter_layer_index),
+            "filter_channel": (
+                "filter",
+                np.concatenate([np.arange(LAYERS[i][2]) for i in stat_layers]),
+            ),
+            "stat": STATS,
+            "threshold": THRESHOLDS,
+        },
+        attrs={"filterscope_format": 1},
+    )
+    return log, grads
+
+
+def _sources(fig) -> list[ColumnDataSource]:
+    return [r.data_source for r in fig.renderers if isinstance(r, GlyphRenderer)]
+
+
+def test_mean_abs_per_parameter_matches_the_raw_gradients():
+    log, grads = hand_built_log()
+    got = mean_abs_per_parameter(log, "grad_stat")
+    assert got.dims == ("layer", "snapshot")
+    for i, g in grads.items():
+        np.testing.assert_allclose(got.sel(layer=i).values, np.abs(g).mean(axis=1), rtol=1e-4)
+    assert np.isnan(got.sel(layer=1)).all()  # batch norm has no statistics
+
+
+def test_layer_filter_mean_and_class_accuracy_match_literal_loops():
+    log, _ = hand_built_log()
+    cos = log["filter_cosine"].values
+    fli = log["filter_layer_index"].values
+    got = layer_filter_mean(log, "filter_cosine")
+    for layer in range(len(LAYERS)):
+        for s in range(1, log.sizes["snapshot"]):
+            cells = cos[s, fli == layer]
+            if cells.size:
+                assert got.values[layer, s] == pytest.approx(cells.mean(), rel=1e-6)
+            else:
+                assert np.isnan(got.values[layer, s])
+    correct, labels = log["correct"].values, log["label"].values
+    acc = class_accuracy(log)
+    for c in range(3):
+        for s in range(log.sizes["snapshot"]):
+            assert acc.values[c, s] == pytest.approx(correct[s, labels == c].mean())
+
+
+def test_loss_figure_draws_the_logged_values():
+    log, _ = hand_built_log()
+    fig = loss_figure(log)
+    assert isinstance(fig.yaxis[0], LogAxis)
+    sources = _sources(fig)
+    by_len = {len(src.data["x"]): src.data for src in sources}
+    np.testing.assert_allclose(by_len[log.sizes["step"]]["y"], log["loss"].values)
+    # Both evaluation sets (val, train) appear at their snapshot steps, as line and markers.
+    snapshot_series = [s.data for s in sources if len(s.data["x"]) == log.sizes["snapshot"]]
+    drawn = sorted(tuple(np.round(d["y"], 6)) for d in snapshot_series)
+    expected = sorted(
+        tuple(np.round(log[f"{n}_loss"].values.astype(float), 6)) for n in ("val", "train")
+    )
+    assert sorted(set(drawn)) == expected
+    for d in snapshot_series:
+        np.testing.assert_array_equal(d["x"], log["snapshot_step"].values)
+
+
+def test_heatmaps_draw_aggregates_and_skip_batch_norm():
+    log, _ = hand_built_log()
+    fig = gradient_figure(log)
+    (cells,) = _sources(fig)
+    rows = list(dict.fromkeys(cells.data["row"]))
+    assert rows == ["conv1", "conv2", "fc"]
+    expected = mean_abs_per_parameter(log).isel(layer=[0, 2, 3]).values.ravel()
+    np.testing.assert_allclose(cells.data["value"], expected)
+    assert list(fig.y_range.factors) == ["fc", "conv2", "conv1"]  # first layer on top
+    assert isinstance(fig.yaxis[0], CategoricalAxis)
+
+    (cells,) = _sources(change_ratio_figure(log, threshold=0.01))
+    t = int(np.argmin(np.abs(THRESHOLDS - 0.01)))
+    np.testing.assert_allclose(
+        cells.data["value"], log["change_ratio"].values[:, [0, 2, 3], t].T.ravel()
+    )
+    (cells,) = _sources(filter_cosine_figure(log))
+    assert np.isnan(cells.data["value"][0])  # no change at snapshot 0
+
+    fig = class_accuracy_figure(log)
+    (cells,) = _sources(fig)
+    assert list(dict.fromkeys(cells.data["row"])) == ["cat", "dog", "owl"]
+    np.testing.assert_allclose(cells.data["value"], class_accuracy(log).values.ravel())
+    assert fig.renderers[0].glyph.fill_color["transform"].palette == list(ACCURACY_PALETTE)
+
+
+def test_accuracy_palette_hits_the_published_stops():
+    assert len(ACCURACY_PALETTE) == 256
+    assert ACCURACY_PALETTE[0] == "#dd261c" and ACCURACY_PALETTE[-1] == "#0e9247"
+
+
+def test_training_figures_share_x_range_and_hover_line():
+    log, _ = hand_built_log()
+    analysis = xr.Dataset(
+        {"anomaly": (("analysis_snapshot", "filter"), [[True, False, True], [False] * 3])},
+        coords={"analysis_step": ("analysis_snapshot", [9, 29])},
+    )
+    layout = training_figures(log, analysis)
+    issues = check_integrity(layout.references())
+    assert not issues.error and not issues.warning, issues  # e.g. a scale that fits no range
+    figs = layout.children
+    assert len(figs) == 8
+    assert len({id(f.x_range) for f in figs}) == 1
+    spans = {id(t.overlay) for f in figs for t in f.tools if isinstance(t, CrosshairTool)}
+    assert len(spans) == 1
+    assert anomaly_counts(analysis).values.tolist() == [2, 0]
+    x_range = figs[0].x_range
+    assert x_range.start <= 0 and x_range.end >= log["step"].values[-1]
+
+
+def test_partial_log_plots_what_it_has():
+    log, _ = hand_built_log()
+    layout = training_figures(log[["loss", "lr"]])
+    assert [f.title.text for f in layout.children] == ["Loss", "Learning rate"]
+    with pytest.raises(LogFormatError, match="'grad_stat'"):
+        gradient_figure(log[["loss"]])
+
+
+_EXTERNAL = re.compile(
+    r"<(?:script\b[^>]*\bsrc|link\b[^>]*\bhref)\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE
+)
+
+
+def assert_offline_html(text: str) -> None:
+    """No script or stylesheet is loaded from the network, and BokehJS itself is inlined."""
+    assert not _EXTERNAL.search(text)
+    assert "<script" in text and "Bokeh" in text
+    assert bokeh.__version__ in text  # the inlined BokehJS carries its version
+    assert "BEGIN bokeh.min.js" in text and "cdn.bokeh.org" not in text
+
+
+def test_write_report_is_offline_and_lists_top_anomalies(tmp_path):
+    log, _ = hand_built_log()
+    table = pd.DataFrame(
+        {
+            "layer": [f"layer{i}" for i in range(30)],
+            "filter": np.arange(30),
+            "k": np.full(30, 2),
+            "smallest_cluster": np.arange(30) % 5,
+            "outlier_ids": [list(range(i % 12)) for i in range(30)],
+            "score": np.linspace(0.0, 1.0, 30),
+        }
+    )
+    out = write_report(log, tmp_path / "sub" / "report.html", anomalies=table, title="A <b> test")
+    text = out.read_text(encoding="utf-8")
+    assert_offline_html(text)
+    assert "A &lt;b&gt; test" in text  # the title is escaped
+    # The 20 highest scores are listed; the lowest ten are not.
+    assert "layer29" in text and "layer10" in text and "layer9\\" not in text
+    assert '"layer9"' not in text
+    assert "Top 20 of 30" in text
+    assert "final val error" in text
+
+
+def test_write_report_rejects_bad_inputs(tmp_path):
+    log, _ = hand_built_log()
+    with pytest.raises(InvalidDataError, match="anomalies must be"):
+        write_report(log, tmp_path / "r.html", anomalies=[1, 2, 3])
+    with pytest.raises(InvalidDataError, match="log must be"):
+        write_report(42, tmp_path / "r.html")  # type: ignore[arg-type]
+    assert not (tmp_path / "r.html").exists()
