@@ -70,6 +70,9 @@ test-py: $(STAMP) chromium
 test-js: js/node_modules/.package-lock.json
 	cd js && npm run typecheck && npm run lint && npm test
 
+test-e2e: $(STAMP) chromium
+	$(PY) -m pytest -m e2e tests/e2e
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -78,7 +81,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
-	cd js && npx biome check --write src
+	cd js && npm run format
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
@@ -87,4 +90,4 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
 
 clean:
-	rm -rf $(VENV) js/node_modules src/filterscope/static runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) js/node_modules src/filterscope/static runs test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import filterscope.accessor  # noqa: F401 - registers the Dataset.filterscope accessor
 from filterscope._version import __version__
 from filterscope.errors import (
     FilterscopeError,
@@ -37,15 +38,28 @@ _LAZY: dict[str, str] = {
 _SUBMODULES = {"log", "models", "data", "gmm", "index", "dynamics", "views", "plots"}
 
 __all__ = [
+    "FilterGMM",
     "FilterscopeError",
     "InvalidDataError",
     "InvalidModelError",
     "LogExistsError",
     "LogFormatError",
+    "ModelInfo",
     "NonFiniteError",
+    "Recorder",
     "__version__",
-    *sorted(_LAZY),
-    *sorted(_SUBMODULES),
+    "analyze",
+    "data",
+    "dynamics",
+    "extract",
+    "gmm",
+    "index",
+    "log",
+    "models",
+    "open_log",
+    "plots",
+    "views",
+    "write_report",
 ]
 
 

@@ -1,0 +1,30 @@
+/**
+ * The one ES module behind every filterscope view.
+ *
+ * Each Python view class loads this bundle as its `_esm` and names itself in the `_view` trait;
+ * `render` dispatches on that name, so the views share their transport, theme and time-axis
+ * code instead of shipping one copy per view.
+ */
+
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import { renderModelInfo } from "./model_info";
+
+type ViewRender = (props: { model: AnyModel; el: HTMLElement }) => () => void;
+
+const VIEWS: Record<string, ViewRender> = {
+  model_info: renderModelInfo as unknown as ViewRender,
+};
+
+export default {
+  render({ model, el }: RenderProps): () => void {
+    const name = model.get("_view");
+    const view = VIEWS[name];
+    if (view === undefined) {
+      throw new Error(
+        `filterscope: no view named "${name}" in this bundle (known: ${Object.keys(VIEWS).join(", ")}); ` +
+          "the Python package and its widget.js are out of step: rebuild with `make js`",
+      );
+    }
+    return view({ model, el });
+  },
+};

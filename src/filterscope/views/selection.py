@@ -1,0 +1,139 @@
+"""The selection every view shares: picked iterations, a time window, a layer, filter, class, sample.
+
+A :class:`Selection` is plain Python state (a :class:`traitlets.HasTraits`), so user code can
+``observe`` it and set it, and several views given the same instance stay linked: each view
+links its own synced traits to it with :func:`link_selection`. Pan, zoom within a view and hover
+stay in the browser; only these semantic choices travel through Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import traitlets
+from traitlets import Bunch, HasTraits, Int, List, Tuple, Unicode
+
+from filterscope.errors import InvalidDataError
+
+
+def unique_steps(name: str, steps: Iterable[int]) -> list[int]:
+    """Validate a list of steps: non-negative, each once, in the order first given."""
+    out: list[int] = []
+    for step in steps:
+        if step < 0:
+            raise InvalidDataError(
+                f"{name} holds optimizer steps, which count from 0; got {step} in {list(steps)}"
+            )
+        if step not in out:
+            out.append(step)
+    return out
+
+
+def check_window(name: str, window: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Validate a ``(start, stop)`` step window (``None`` means the whole run)."""
+    if window is not None and not 0 <= window[0] < window[1]:
+        raise InvalidDataError(
+            f"{name} must be (start, stop) with 0 <= start < stop, or None for the whole run; "
+            f"got {window}"
+        )
+    return window
+
+
+class Selection(HasTraits):
+    """What the user has selected, shared by every view it is given to.
+
+    Parameters
+    ----------
+    picked_steps : list of int, default []
+        Picked iterations (optimizer steps) in the order they were picked; duplicates dropped.
+    time_window : tuple of (int, int) or None, default None
+        Visible ``(start, stop)`` step range; ``None`` is the whole run.
+    layer : str or None
+        Selected layer name (``log.layer_name``).
+    filter : int or None
+        Selected position on the log's flat ``filter`` axis.
+    class_ : int or None
+        Selected class index (``log["class"]``); the trailing underscore avoids the keyword.
+    sample : int or None
+        Selected sample index of the primary eval set (``log.sample``).
+
+    Examples
+    --------
+    >>> from filterscope.views import Selection
+    >>> sel = Selection(picked_steps=[120, 40, 120])
+    >>> sel.picked_steps
+    [120, 40]
+    >>> seen = []
+    >>> sel.observe(lambda change: seen.append(change.new), "layer")
+    >>> sel.layer = "conv1"
+    >>> seen
+    ['conv1']
+    """
+
+    picked_steps = List(Int())
+    time_window = Tuple(Int(), Int(), default_value=None, allow_none=True)
+    layer = Unicode(default_value=None, allow_none=True)
+    filter = Int(default_value=None, allow_none=True)
+    class_ = Int(default_value=None, allow_none=True)
+    sample = Int(default_value=None, allow_none=True)
+
+    @traitlets.validate("picked_steps")
+    def _valid_picks(self, proposal: Bunch) -> list[int]:
+        return unique_steps("picked_steps", proposal.value)
+
+    @traitlets.validate("time_window")
+    def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
+        return check_window("time_window", proposal.value)
+
+    @traitlets.validate("filter", "class_", "sample")
+    def _valid_index(self, proposal: Bunch) -> int | None:
+        if proposal.value is not None and proposal.value < 0:
+            raise InvalidDataError(
+                f"{proposal.trait.name} is a position along a log dimension, counted from 0; "
+                f"got {proposal.value}"
+            )
+        return proposal.value
+
+    def __repr__(self) -> str:
+        names = ("picked_steps", "time_window", "layer", "filter", "class_", "sample")
+        chosen = {name: getattr(self, name) for name in names}
+        shown = ", ".join(f"{k}={v!r}" for k, v in chosen.items() if v not in (None, []))
+        return f"Selection({shown})"
+
+
+def link_selection(
+    selection: Selection, widget: HasTraits, names: Iterable[str]
+) -> Callable[[], None]:
+    """Keep ``widget``'s traits ``names`` equal to ``selection``'s, both ways.
+
+    The widget takes the selection's current values first. When the widget rejects a value set
+    on the selection (say, a step outside its log), the selection is put back to its previous
+    value and the error reaches whoever set it, so linked views never disagree.
+
+    Returns
+    -------
+    callable
+        Call it to unlink.
+    """
+    names = list(names)
+    for name in names:
+        setattr(widget, name, getattr(selection, name))
+
+    def to_widget(change: Bunch) -> None:
+        try:
+            setattr(widget, change.name, change.new)
+        except Exception:
+            selection.set_trait(change.name, change.old)
+            raise
+
+    def to_selection(change: Bunch) -> None:
+        setattr(selection, change.name, change.new)
+
+    selection.observe(to_widget, names)
+    widget.observe(to_selection, names)
+
+    def unlink() -> None:
+        selection.unobserve(to_widget, names)
+        widget.unobserve(to_selection, names)
+
+    return unlink
