@@ -1,0 +1,17 @@
+"""The training log: recording a PyTorch run and reading it back.
+
+Owns the log's schema (names, dimensions, dtypes, format version), the statistics computed while
+recording, the crash-safe zarr store and :func:`open_log`. The public entry points are
+:class:`Recorder` (write) and :func:`open_log` (read, a lazy :class:`xarray.Dataset`);
+:class:`LogStore` is the low-level writer, also used to append analysis results to a log.
+
+Must not import the index, dynamics, GMM (except lazily, to run an analysis the user asked for),
+views or plots: everything else reads the log, the log reads nothing else.
+"""
+
+from __future__ import annotations
+
+from filterscope.log.recorder import Recorder
+from filterscope.log.store import LogStore, open_log
+
+__all__ = ["LogStore", "Recorder", "open_log"]

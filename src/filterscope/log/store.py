@@ -1,0 +1,985 @@
+"""The append-only, crash-safe zarr v3 store behind a log, and :func:`open_log` to read it.
+
+Commit protocol (details in ``docs/log-format.md``):
+
+1. Data first. Rows are appended to in-memory copies of each array's last time chunk, and every
+   chunk they touch is written whole: encoded, written to a temporary file beside it and moved into
+   place with ``os.replace``. A chunk file therefore always holds either its old or its new content;
+   rows already committed are identical in both.
+2. Then the commit record. The root ``zarr.json`` carries ``attrs["filterscope_commit"]``, the
+   committed length of every appendable dimension; it is replaced atomically the same way, last.
+3. Readers trust only the commit record: :func:`open_log` reads it once and presents every array
+   cut to the committed length, so a log killed at any moment opens with exactly the snapshots
+   completed before the kill, and a log being written can be read at the same time.
+
+A new log is built in a hidden sibling directory and renamed into place once its empty structure
+is complete, so the path either does not exist or holds a valid log. One process writes at a time
+(an advisory ``flock`` on the directory, which the kernel releases if the writer dies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import zarr
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.storage import LocalStore
+
+from filterscope.errors import InvalidDataError, LogExistsError, LogFormatError
+from filterscope.log._zarrio import (
+    PARTIAL_SUFFIX,
+    array_meta,
+    atomic_write,
+    checksum_ok,
+    chunk_keys,
+    dumps,
+    encode_chunk,
+    fsync_path,
+    group_meta,
+    is_string,
+    meta_dtype,
+    pad,
+    parse_fill,
+)
+from filterscope.log.schema import (
+    COMMIT_ATTR,
+    EVAL_GROUP,
+    FORMAT_ATTR,
+    FORMAT_VERSION,
+    STATE_CHUNK,
+    TIME_CHUNKS,
+    WIDE_CHUNK,
+)
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+try:  # advisory locks exist on POSIX only; elsewhere a single writer is the user's duty
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+Mode = Literal["w", "a"] | None
+
+#: Root attribute listing the groups made by :meth:`LogStore.append_group`.
+GROUPS_ATTR = "filterscope_groups"
+# A chunk rewritten at every append stays at most this many elements (8 MiB of float32).
+_MAX_CHUNK_ELEMENTS = 1 << 21
+
+
+def _chunk_shape(time_chunk: int, inner: Sequence[int]) -> tuple[int, ...]:
+    # Full extent along the inner axes, capped at WIDE_CHUNK, then halved until a chunk stays
+    # small enough to rewrite at every append.
+    chunks = [max(1, min(int(s), WIDE_CHUNK)) for s in inner]
+    while chunks and time_chunk * int(np.prod(chunks)) > _MAX_CHUNK_ELEMENTS:
+        i = int(np.argmax(chunks))
+        if chunks[i] == 1:
+            break
+        chunks[i] = (chunks[i] + 1) // 2
+    return (time_chunk, *chunks)
+
+
+# ------------------------------------------------------------------------- root metadata checks
+
+
+def read_root_metadata(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
+    """Validated root metadata of a log.
+
+    Parameters
+    ----------
+    path : path-like
+        Log directory.
+
+    Returns
+    -------
+    metadata : dict
+        The root ``zarr.json`` content.
+    raw : bytes
+        Its bytes as read (readers serve these, so attributes and commit record agree).
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing exists at ``path``.
+    LogFormatError
+        If ``path`` is not a filterscope log, is damaged or was written by a newer version.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(
+            f"no filterscope log at {root}: the path does not exist. A Recorder creates it when "
+            "it starts; check the path."
+        )
+    if not root.is_dir():
+        raise LogFormatError(f"{root} is a file, not a filterscope log (a log is a directory).")
+    meta_path = root / "zarr.json"
+    if not meta_path.is_file():
+        if (root / ".zgroup").exists() or (root / ".zarray").exists():
+            what = "a zarr version 2 store written by another program"
+        else:
+            what = "not a zarr store (it has no zarr.json)"
+        raise LogFormatError(
+            f"{root} is {what}, not a filterscope log; pass the directory a "
+            "filterscope.Recorder wrote."
+        )
+    raw = meta_path.read_bytes()
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise LogFormatError(
+            f"{meta_path} is not valid JSON ({exc}); the log's root metadata is damaged. Restore "
+            "it from a copy of the log."
+        ) from None
+    if (
+        not isinstance(meta, dict)
+        or meta.get("zarr_format") != 3
+        or meta.get("node_type") != "group"
+    ):
+        node = meta.get("node_type") if isinstance(meta, dict) else None
+        raise LogFormatError(
+            f"{root} is not a filterscope log: its zarr.json describes a zarr "
+            f"{node or 'node'} (format {meta.get('zarr_format') if isinstance(meta, dict) else '?'}) "
+            "written by another program, where a log has a zarr v3 group."
+        )
+    attrs = meta.get("attributes")
+    if not isinstance(attrs, dict) or FORMAT_ATTR not in attrs:
+        raise LogFormatError(
+            f"{root} is a zarr store written by another program (its root has no "
+            f"{FORMAT_ATTR!r} attribute), not a filterscope log; open it with xarray or zarr "
+            "directly."
+        )
+    version = attrs[FORMAT_ATTR]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise LogFormatError(
+            f"{meta_path} has a damaged {FORMAT_ATTR!r} attribute ({version!r}, expected a "
+            "positive integer); restore the log from a copy."
+        )
+    if version > FORMAT_VERSION:
+        raise LogFormatError(
+            f"{root} was written by a newer filterscope (log format {version}; this version reads "
+            f"format {FORMAT_VERSION} and older); upgrade filterscope to read it."
+        )
+    commit = attrs.get(COMMIT_ATTR)
+    if not isinstance(commit, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in commit.values()
+    ):
+        raise LogFormatError(
+            f"{meta_path} has a missing or damaged commit record ({COMMIT_ATTR!r} = {commit!r}; "
+            "expected committed lengths such as {'step': 120, 'snapshot': 3}). Without it the "
+            "completed snapshots cannot be told from unfinished ones; restore the log from a copy."
+        )
+    return meta, raw
+
+
+def _is_filterscope_log(path: Path) -> bool:
+    try:
+        read_root_metadata(path)
+    except (LogFormatError, OSError):
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------- appendable arrays
+
+
+class _AppendArray:
+    """An array that grows along its first dimension, one whole-chunk rewrite per append.
+
+    The rows of the current (last) time chunk live in ``tail``; appending never reads the disk.
+    """
+
+    def __init__(self, store: LogStore, key: str, meta: dict[str, Any], n: int) -> None:
+        self.store = store
+        self.key = key
+        self.meta = meta
+        self.dim: str = meta["dimension_names"][0]
+        self.chunks = tuple(int(c) for c in meta["chunk_grid"]["configuration"]["chunk_shape"])
+        self.dtype = meta_dtype(meta)
+        self.fill = parse_fill(meta["fill_value"], self.dtype)
+        self.inner = tuple(int(s) for s in meta["shape"][1:])
+        self.compress = any(c["name"] == "zstd" for c in meta["codecs"])
+        self.n = n
+        self.tail = np.full((self.chunks[0], *self.inner), self.fill, dtype=self.dtype)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.meta["shape"][0])
+
+    def load_tail(self) -> None:
+        start = (self.n // self.chunks[0]) * self.chunks[0]
+        if self.n > start:
+            self.tail[: self.n - start] = self.store.read_array(self.key, start, self.n)
+
+    def append(self, rows: np.ndarray) -> None:
+        if rows.shape[1:] != self.inner:
+            raise InvalidDataError(
+                f"rows for {self.key!r} have shape {rows.shape[1:]} per entry, expected "
+                f"{self.inner}."
+            )
+        ct = self.chunks[0]
+        dirty = False
+        for row in range(rows.shape[0]):
+            self.tail[self.n % ct] = rows[row]
+            self.n += 1
+            dirty = True
+            if self.n % ct == 0:
+                self._write_chunk(self.n // ct - 1)
+                self.tail.fill(self.fill)
+                dirty = False
+        if dirty:
+            self._write_chunk(self.n // ct)
+
+    def write_exact_shape(self) -> None:
+        if self.capacity != self.n:
+            self.meta["shape"][0] = self.n
+            self.store.write_json(f"{self.key}/zarr.json", self.meta)
+
+    def _write_chunk(self, index: int) -> None:
+        ct = self.chunks[0]
+        if self.capacity < (index + 1) * ct:
+            # Capacity grows a whole chunk at a time; readers cut at the committed length.
+            self.meta["shape"][0] = (index + 1) * ct
+            self.store.write_json(f"{self.key}/zarr.json", self.meta)
+        origin = (index,) + (0,) * len(self.inner)
+        self.store.write_chunks(self.key, self.tail, self.chunks, origin, self.fill, self.compress)
+
+
+# ---------------------------------------------------------------------------------- LogStore
+
+
+class LogStore:
+    """Writer of a filterscope log directory (zarr v3), crash-safe and append-only.
+
+    Use :meth:`open` to create or reopen one; :class:`filterscope.Recorder` does this for you.
+    Readers use :func:`open_log`.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        Where the log is (or, before :meth:`publish`, where it is being built).
+    path : pathlib.Path
+        The log's final location.
+    durable : bool
+        Also ``fsync`` every file and directory before each commit.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The log's location.
+    is_new : bool
+        True while a new log is being built (define its arrays, then :meth:`publish`).
+    committed : dict of str to int
+        Committed length of every appendable dimension.
+    attrs : dict
+        Root attributes (without the commit record).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, xarray as xr
+    >>> path = tempfile.mkdtemp() + "/log"
+    >>> store = LogStore.open(path)
+    >>> store.publish()
+    >>> item = xr.Dataset({"score": ("filter", np.arange(3.0))})
+    >>> store.append_group("analysis", item, "analysis_snapshot", coords={"analysis_step": 10})
+    >>> store.close()
+    >>> open_log(path, group="analysis").score.shape
+    (1, 3)
+    """
+
+    def __init__(self, root: Path, path: Path, *, durable: bool) -> None:
+        self.root = root
+        self.path = path
+        self.durable = durable
+        self.is_new = root != path
+        self.committed: dict[str, int] = {}
+        self.attrs: dict[str, Any] = {}
+        self.arrays: dict[str, _AppendArray] = {}
+        self._metas: dict[str, dict[str, Any]] = {}
+        self._lock_fds: list[int] = []
+        self._pending: list[tuple[str, bytes]] = []
+        self._replace: Path | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], mode: Mode = None, *, durable: bool = False
+    ) -> LogStore:
+        """Start a new log at ``path`` or reopen an existing one for appending.
+
+        Parameters
+        ----------
+        path : path-like
+            Log directory.
+        mode : {None, "w", "a"}, default=None
+            None: create, refuse an existing non-empty path. ``"w"``: create, replacing an
+            existing filterscope log (never anything else). ``"a"``: append to an existing log,
+            or create one if nothing is there.
+        durable : bool, default=False
+            ``fsync`` data and commit record at every commit (survives power loss, not only a
+            killed process; slower).
+
+        Returns
+        -------
+        LogStore
+            When ``is_new``, define arrays, then call :meth:`publish`.
+
+        Raises
+        ------
+        LogExistsError
+            Existing path with ``mode=None``, or a log that another process is writing.
+        LogFormatError
+            ``mode="w"`` or ``"a"`` on something that is not an intact filterscope log.
+        """
+        if mode not in (None, "w", "a"):
+            raise ValueError(f"mode must be None, 'w' or 'a', got {mode!r}.")
+        final = Path(path).absolute()
+        exists = final.exists() and (not final.is_dir() or any(final.iterdir()))
+        if exists and mode is None:
+            if _is_filterscope_log(final):
+                hint = "pass mode='w' to overwrite it or mode='a' to append to it"
+            else:
+                hint = "it is not a filterscope log, so choose another path"
+            raise LogExistsError(f"{final} already exists; {hint}.")
+        if exists and mode == "a":
+            read_root_metadata(final)
+            store = cls(final, final, durable=durable)
+            store._lock(final)
+            try:
+                store._reopen()
+            except BaseException:
+                store._unlock()
+                raise
+            return store
+        if exists:  # mode == "w": only ever replace a log, never other data
+            read_root_metadata(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.with_name(f".{final.name}.{secrets.token_hex(4)}.creating")
+        staging.mkdir()
+        store = cls(staging, final, durable=durable)
+        store._lock(staging)
+        store._replace = final if exists else None
+        store.attrs = {FORMAT_ATTR: FORMAT_VERSION, GROUPS_ATTR: []}
+        return store
+
+    def publish(self) -> None:
+        """Commit the (empty) new log and move it into place; no-op for a reopened log."""
+        if not self.is_new:
+            return
+        self.commit()
+        if self.durable:
+            for directory, _, _ in os.walk(self.root, topdown=False):
+                fsync_path(Path(directory))
+        old = self._replace
+        if old is not None:
+            try:
+                self._lock(old)  # refuses while another process writes the old log
+            except LogExistsError:
+                self.abandon()
+                raise
+            trash = old.with_name(f".{old.name}.{secrets.token_hex(4)}.deleting")
+            os.rename(old, trash)
+            os.rename(self.root, old)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            try:
+                os.rename(self.root, self.path)  # also replaces an empty directory, atomically
+            except OSError:
+                shutil.rmtree(self.root, ignore_errors=True)
+                self._unlock()
+                raise LogExistsError(
+                    f"{self.path} appeared while the log was being created; pass mode='w' to "
+                    "overwrite it or mode='a' to append to it."
+                ) from None
+        if self.durable:
+            fsync_path(self.path.parent)
+        self.root = self.path
+        self.is_new = False
+
+    def _reopen(self) -> None:
+        meta, _ = read_root_metadata(self.root)
+        attrs = dict(meta["attributes"])
+        self.committed = dict(attrs.pop(COMMIT_ATTR))
+        self.attrs = attrs
+        for dirpath, _, files in os.walk(self.root):
+            for name in files:
+                if name.endswith(PARTIAL_SUFFIX):  # left by a killed writer
+                    Path(dirpath, name).unlink(missing_ok=True)
+            if "zarr.json" not in files:
+                continue
+            key = Path(dirpath).relative_to(self.root).as_posix()
+            try:
+                node = json.loads(Path(dirpath, "zarr.json").read_bytes())
+            except ValueError:
+                raise LogFormatError(
+                    f"{Path(dirpath, 'zarr.json')} is not valid JSON; the log is damaged and "
+                    "cannot be resumed. Start a new log with mode='w' or another path."
+                ) from None
+            if node.get("node_type") != "array":
+                continue
+            self._metas[key] = node
+            dims = node.get("dimension_names") or [None]
+            if dims[0] not in TIME_CHUNKS:
+                continue
+            arr = _AppendArray(self, key, node, self.committed.get(dims[0], 0))
+            if arr.capacity < arr.n:
+                raise LogFormatError(
+                    f"{self.root / key} holds {arr.capacity} entries but the commit record says "
+                    f"{arr.n}; the log is damaged. Start a new log with mode='w' or another path."
+                )
+            arr.load_tail()
+            self._drop_uncommitted_chunks(arr)
+            self.arrays[key] = arr
+
+    def _drop_uncommitted_chunks(self, arr: _AppendArray) -> None:
+        # Chunks past the committed tail hold rows of snapshots that never committed.
+        last = (arr.n - 1) // arr.chunks[0] if arr.n else -1
+        chunk_dir = self.root / arr.key / "c"
+        if chunk_dir.is_dir():
+            for entry in chunk_dir.iterdir():
+                if entry.name.isdigit() and int(entry.name) > last:
+                    if entry.is_dir():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+
+    # ------------------------------------------------------------------ locking
+
+    def _lock(self, path: Path) -> None:
+        if fcntl is None:  # pragma: no cover - Windows
+            return
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LogExistsError(
+                f"{path} is open for writing by another process (a Recorder or LogStore); wait "
+                "for it to finish or choose another path."
+            ) from None
+        self._lock_fds.append(fd)
+
+    def _unlock(self) -> None:
+        for fd in self._lock_fds:
+            os.close(fd)  # closing the descriptor releases the flock
+        self._lock_fds.clear()
+
+    # ------------------------------------------------------------------ defining arrays
+
+    def set_attrs(self, **attrs: Any) -> None:
+        """Set root attributes (written with the next commit)."""
+        for key in attrs:
+            if key in (FORMAT_ATTR, COMMIT_ATTR, GROUPS_ATTR):
+                raise ValueError(f"root attribute {key!r} is managed by the store.")
+        self.attrs.update(attrs)
+
+    def create_group(self, name: str, attrs: Mapping[str, Any] | None = None) -> None:
+        """Create a group (and any missing parent groups) with attributes."""
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if not (self.root / parent / "zarr.json").exists():
+                self.write_json(f"{parent}/zarr.json", group_meta())
+        self.write_json(f"{name}/zarr.json", group_meta(attrs))
+
+    def create_static(
+        self,
+        key: str,
+        values: Any,
+        dims: Sequence[str],
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write an array that never changes (a coordinate such as ``layer_name``)."""
+        values = np.asarray(values)
+        if is_string(values.dtype):
+            values = values.astype(str).astype(object)
+            fill: Any = ""
+        else:
+            fill = np.nan if values.dtype.kind == "f" else 0
+        chunks = tuple(max(1, min(int(s), WIDE_CHUNK)) for s in values.shape)
+        meta = array_meta(values.shape, chunks, values.dtype, fill, dims, attrs=attrs)
+        self.write_json(f"{key}/zarr.json", meta)
+        self._metas[key] = meta
+        if values.size:
+            self.write_chunks(key, values, chunks, (0,) * values.ndim, fill, True)
+
+    def create_appendable(
+        self,
+        key: str,
+        dims: Sequence[str],
+        dtype: Any,
+        inner_shape: Sequence[int] = (),
+        *,
+        fill: Any = None,
+        compress: bool = True,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Define an array that grows along ``dims[0]`` (``step``, ``snapshot``, ...)."""
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "biuf":
+            raise InvalidDataError(
+                f"{key!r} has dtype {dtype}; appendable log arrays hold numbers or booleans."
+            )
+        if dims[0] not in TIME_CHUNKS:
+            raise ValueError(f"{dims[0]!r} is not an appendable dimension {sorted(TIME_CHUNKS)}.")
+        inner = tuple(int(s) for s in inner_shape)
+        if fill is None:
+            fill = np.nan if dtype.kind == "f" else 0
+        chunks = _chunk_shape(TIME_CHUNKS[dims[0]], inner)
+        meta = array_meta((0, *inner), chunks, dtype, fill, dims, compress=compress, attrs=attrs)
+        self.write_json(f"{key}/zarr.json", meta)
+        self._metas[key] = meta
+        self.arrays[key] = _AppendArray(self, key, meta, self.committed.get(dims[0], 0))
+
+    def create_slots(self, key: str, n_slots: int, size: int, dims: Sequence[str]) -> None:
+        """Define a fixed ``(n_slots, size)`` float32 array whose rows are rewritten whole."""
+        chunks = (1, max(1, min(size, STATE_CHUNK)))
+        meta = array_meta(
+            (n_slots, size), chunks, np.dtype("float32"), np.nan, dims, compress=False
+        )
+        self.write_json(f"{key}/zarr.json", meta)
+        self._metas[key] = meta
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, key: str, rows: Any) -> None:
+        """Append rows (``rows[i]`` is one entry along the appendable dimension) to an array."""
+        self.arrays[key].append(np.asarray(rows))
+
+    def write_slot(self, key: str, index: int, values: np.ndarray) -> None:
+        """Rewrite row ``index`` of an array made by :meth:`create_slots`."""
+        meta = self._metas[key]
+        chunks = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        block = np.asarray(values, dtype=np.float32)[None]
+        self.write_chunks(key, block, chunks, (index, 0), np.float32(np.nan), False)
+
+    def commit(self, *, deferred: bool = False) -> PendingWrites | None:
+        """Record every appended row as committed.
+
+        Appends only prepare files in memory (encoded chunks and metadata); the commit writes
+        them, in order, then replaces the commit record.
+
+        Parameters
+        ----------
+        deferred : bool, default=False
+            Return the prepared writes instead of performing them, for a background thread to
+            run with :meth:`PendingWrites.run`. Batches must run in the order they were made.
+
+        Returns
+        -------
+        PendingWrites or None
+            The batch, when ``deferred``.
+        """
+        counts: dict[str, int] = dict(self.committed)
+        seen: dict[str, tuple[str, int]] = {}
+        for key, arr in self.arrays.items():
+            if arr.dim in seen and seen[arr.dim][1] != arr.n:
+                other, n = seen[arr.dim]
+                raise RuntimeError(
+                    f"cannot commit: {key!r} has {arr.n} entries along {arr.dim!r} but {other!r} "
+                    f"has {n}; every array of a dimension must be appended together."
+                )
+            seen[arr.dim] = (key, arr.n)
+            counts[arr.dim] = arr.n
+        self.write_json("zarr.json", group_meta({**self.attrs, COMMIT_ATTR: counts}))
+        self.committed = counts
+        batch = PendingWrites(self.root, self._pending, dict(counts), self.durable)
+        self._pending = []
+        if deferred:
+            return batch
+        batch.run()
+        return None
+
+    def append_group(
+        self,
+        name: str,
+        dataset: xr.Dataset,
+        dim: str,
+        coords: Mapping[str, Any] | None = None,
+        *,
+        commit: bool = True,
+    ) -> None:
+        """Append a Dataset as one new entry of a group, along a new leading dimension.
+
+        The first call creates the group: each data variable becomes an array with dims
+        ``(dim, *var.dims)``; the Dataset's coordinates and attributes are stored once (taken
+        from this first entry); ``coords`` are scalars
+        recorded per entry along ``dim`` (e.g. ``{"analysis_step": 150}``). Later calls must give
+        the same variables with the same shapes. :func:`open_log` reads the group with
+        ``group=name``.
+
+        Parameters
+        ----------
+        name : str
+            Group path, e.g. ``"analysis"``.
+        dataset : xarray.Dataset
+            Variables of numeric or boolean dtype.
+        dim : str
+            The leading dimension, one of the appendable dimensions (``"analysis_snapshot"``).
+        coords : mapping of str to scalar, optional
+            Per-entry coordinates along ``dim``.
+        commit : bool, default=True
+            Commit at once; pass False to commit together with other appends.
+
+        Raises
+        ------
+        InvalidDataError
+            Variables of another dtype, or variables and shapes that differ from the first entry.
+        """
+        coords = dict(coords or {})
+        index_key = f"{name}/{dim}"
+        if index_key not in self.arrays:
+            self._create_group_from(name, dataset, dim, coords)
+        else:
+            self._check_group(name, dataset, dim, coords)
+        self.arrays[index_key].append(np.array([self.arrays[index_key].n], dtype=np.int64))
+        for cname, value in coords.items():
+            self.arrays[f"{name}/{cname}"].append(np.asarray(value)[None])
+        for vname, var in dataset.data_vars.items():
+            self.arrays[f"{name}/{vname}"].append(np.asarray(var.values)[None])
+        if commit:
+            self.commit()
+
+    def _create_group_from(
+        self, name: str, dataset: xr.Dataset, dim: str, coords: Mapping[str, Any]
+    ) -> None:
+        if dim not in TIME_CHUNKS or dim in ("step", "snapshot"):
+            choices = sorted(set(TIME_CHUNKS) - {"step", "snapshot"})
+            raise ValueError(f"dim must be one of {choices}, got {dim!r}.")
+        for vname, var in dataset.data_vars.items():
+            if var.dtype.kind not in "biuf":
+                raise InvalidDataError(
+                    f"variable {vname!r} of the {name!r} dataset has dtype {var.dtype}; only "
+                    "numbers and booleans can be appended to a log group."
+                )
+        if any(a.dim == dim for a in self.arrays.values()):
+            raise ValueError(f"dimension {dim!r} already belongs to another group of the log.")
+        static = [str(c) for c in dataset.coords if c not in dataset.dims]
+        # The first entry's Dataset attributes describe the group (e.g. the analysis settings).
+        self.create_group(name, {**dataset.attrs, "coordinates": " ".join([*coords, *static])})
+        for cname, c in dataset.coords.items():
+            self.create_static(f"{name}/{cname}", c.values, [str(d) for d in c.dims], c.attrs)
+        self.create_appendable(f"{name}/{dim}", [dim], "int64")
+        for cname, value in coords.items():
+            self.create_appendable(f"{name}/{cname}", [dim], np.asarray(value).dtype)
+        for vname, var in dataset.data_vars.items():
+            self.create_appendable(
+                f"{name}/{vname}",
+                [dim, *(str(d) for d in var.dims)],
+                var.dtype,
+                var.shape,
+                attrs=var.attrs,
+            )
+        self.attrs[GROUPS_ATTR] = sorted({*self.attrs.get(GROUPS_ATTR, []), name})
+
+    def _check_group(
+        self, name: str, dataset: xr.Dataset, dim: str, coords: Mapping[str, Any]
+    ) -> None:
+        expected = {k for k, a in self.arrays.items() if k.startswith(f"{name}/") and a.dim == dim}
+        given = {f"{name}/{v}" for v in [dim, *coords, *map(str, dataset.data_vars)]}
+        if given != expected:
+            raise InvalidDataError(
+                f"the {name!r} entry has variables {sorted(given)} but the group holds "
+                f"{sorted(expected)}; every entry must have the same variables."
+            )
+        for vname, var in dataset.data_vars.items():
+            inner = self.arrays[f"{name}/{vname}"].inner
+            if tuple(var.shape) != inner:
+                raise InvalidDataError(
+                    f"variable {vname!r} of the {name!r} entry has shape {var.shape}, but earlier "
+                    f"entries have {inner}; group entries must keep their shapes."
+                )
+
+    def abandon(self) -> None:
+        """Stop without committing anything more: delete a log still being created, unlock."""
+        if self.is_new:
+            shutil.rmtree(self.root, ignore_errors=True)
+        self._closed = True
+        self._unlock()
+
+    def close(self) -> None:
+        """Write exact array shapes (so plain zarr readers see no padding), commit, unlock."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.is_new:
+                self.publish()
+            for arr in self.arrays.values():
+                arr.write_exact_shape()
+            self.commit()
+        finally:
+            self._unlock()
+
+    # ------------------------------------------------------------------ reading (resume)
+
+    def has_array(self, key: str) -> bool:
+        """Whether an array exists at ``key``."""
+        return key in self._metas
+
+    def read_array(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Values of an array along its first axis (appendable arrays: committed rows only)."""
+        array = zarr.open_array(LocalStore(self.root), path=key, mode="r", zarr_format=3)
+        if key in self.arrays:
+            limit = self.committed.get(self.arrays[key].dim, 0)
+            stop = limit if stop is None else min(stop, limit)
+        try:
+            return np.asarray(array[start:stop])
+        except ValueError as exc:  # checksum or decompression failure
+            raise LogFormatError(
+                f"{self.root / key} is damaged ({exc}); the log cannot be resumed. Start a new "
+                "log with mode='w' or another path."
+            ) from None
+
+    # ------------------------------------------------------------------ low level
+
+    def write_json(self, key: str, meta: Mapping[str, Any]) -> None:
+        """Prepare a metadata document (written at the next commit)."""
+        self._pending.append((key, dumps(meta)))
+
+    def write_chunks(
+        self,
+        key: str,
+        block: np.ndarray,
+        chunks: Sequence[int],
+        origin: Sequence[int],
+        fill: Any,
+        compress: bool,
+    ) -> None:
+        """Encode every chunk of ``block``, whose first chunk is at ``origin``, for the next commit."""
+        for parts, part in chunk_keys(block, chunks, origin):
+            # zarr's default v3 chunk key: c/<i>/<j>/... with one component per dimension. The
+            # writer creates missing directories (off the training thread).
+            relative = "/".join((key, "c", *parts))
+            self._pending.append((relative, encode_chunk(pad(part, chunks, fill), compress)))
+
+
+class PendingWrites:
+    """Files prepared by a :class:`LogStore` commit, the commit record last.
+
+    Running it only does file I/O, which releases the GIL: a background thread can write one
+    snapshot while training goes on, without slowing the training thread.
+
+    Attributes
+    ----------
+    counts : dict of str to int
+        The commit record this batch ends with.
+    """
+
+    def __init__(
+        self, root: Path, files: list[tuple[str, bytes]], counts: dict[str, int], durable: bool
+    ) -> None:
+        self.root = root
+        self.files = files
+        self.counts = counts
+        self.durable = durable
+
+    def run(self) -> None:
+        """Write every file atomically, in order; with ``durable``, fsync before the commit."""
+        *data, (commit_key, commit) = self.files
+        for key, content in data:
+            atomic_write(self.root / key, content, self.durable)
+        if self.durable:
+            # Make the renames, and any directories created for them, durable too.
+            directories = {self.root}
+            for key, _ in data:
+                directories.update((self.root / key).parents)
+            for directory in directories:
+                if directory.is_relative_to(self.root):
+                    fsync_path(directory)
+        atomic_write(self.root / commit_key, commit, self.durable)
+        if self.durable:
+            fsync_path(self.root)
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+class _CommittedView(LocalStore):
+    """Read-only view of a log cut to a commit record, with checksummed chunk reads.
+
+    Array metadata is served with the appendable dimension's length replaced by its committed
+    length, so xarray (and zarr) never see rows of an unfinished snapshot. Every chunk file ends
+    in a CRC32C of its content (the ``crc32c`` codec); a mismatch raises
+    :class:`~filterscope.errors.LogFormatError` naming the file instead of a codec error.
+    """
+
+    def __init__(self, root: Path, counts: Mapping[str, int], root_meta: bytes) -> None:
+        super().__init__(root, read_only=True)
+        self._counts = dict(counts)
+        self._root_meta = root_meta
+
+    def with_read_only(self, read_only: bool = False) -> _CommittedView:
+        return self
+
+    def _serve(self, key: str, buf: Buffer | None, prototype: BufferPrototype) -> Buffer | None:
+        if key == "zarr.json":
+            return prototype.buffer.from_bytes(self._root_meta)
+        if buf is None:
+            return None
+        if key.endswith("zarr.json"):
+            try:
+                meta = json.loads(buf.to_bytes())
+            except ValueError:
+                raise LogFormatError(
+                    f"{self.root / key} is not valid JSON; this array's metadata is damaged. "
+                    "Restore the file from a copy of the log."
+                ) from None
+            dims = meta.get("dimension_names") or [None]
+            if meta.get("node_type") == "array" and dims[0] in self._counts:
+                meta["shape"][0] = self._counts[dims[0]]
+                return prototype.buffer.from_bytes(json.dumps(meta).encode())
+            return buf
+        if not checksum_ok(buf.to_bytes()):
+            raise LogFormatError(
+                f"chunk file {self.root / key} is damaged (its checksum does not match: truncated "
+                "or overwritten after filterscope wrote it). Restore it from a copy of the log; "
+                "as a last resort delete the file, and its entries read as missing values."
+            )
+        return buf
+
+    async def get(
+        self,
+        key: str,
+        prototype: BufferPrototype | None = None,
+        byte_range: Any = None,
+    ) -> Buffer | None:
+        prototype = prototype or default_buffer_prototype()
+        buf = await super().get(key, prototype, byte_range)
+        if byte_range is not None:
+            return buf
+        return self._serve(key, buf, prototype)
+
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: Any = None,
+    ) -> Buffer | None:
+        prototype = prototype or default_buffer_prototype()
+        buf = super().get_sync(key, prototype=prototype, byte_range=byte_range)
+        if byte_range is not None:
+            return buf
+        return self._serve(key, buf, prototype)
+
+    async def list_dir(self, prefix: str) -> Any:
+        # Temporary files of an interrupted write are not part of the log.
+        async for key in super().list_dir(prefix):
+            if not key.endswith(PARTIAL_SUFFIX):
+                yield key
+
+
+def open_log(
+    path: str | os.PathLike[str],
+    eval_set: str | None = None,
+    group: str | None = None,
+    chunks: Any = None,
+) -> xr.Dataset:
+    """Open a filterscope log as a lazy, dask-backed :class:`xarray.Dataset`.
+
+    Only committed data is visible: a log that is still being written, or whose writer was
+    killed, shows every snapshot completed so far and nothing of an unfinished one.
+
+    Parameters
+    ----------
+    path : path-like
+        The directory a :class:`filterscope.Recorder` writes.
+    eval_set : str, optional
+        Which evaluation set's per-sample variables (``correct``, ``pred``, ``p_true``,
+        ``margin``, ``sample_loss`` on ``sample``) to include; default the primary (first) one.
+    group : str, optional
+        ``"analysis"`` for the GMM analysis group (or any group listed in
+        ``attrs["filterscope_groups"]``) instead of the main log.
+    chunks : optional
+        Dask chunking passed to :func:`xarray.open_zarr`; default None gives one dask chunk per
+        on-disk chunk (see ``docs/log-format.md``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions, variables and attributes as documented in ``docs/log-format.md``;
+        ``attrs["eval_set"]`` names the evaluation set shown.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    LogFormatError
+        If ``path`` is not a filterscope log, is damaged, or was written by a newer version.
+        Damaged chunk files raise it when their data is computed.
+    ValueError
+        Unknown ``eval_set`` or ``group``.
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from torch import nn
+    >>> import filterscope as fs
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    >>> data = (torch.randn(8, 4), torch.arange(8) % 3)
+    >>> path = tempfile.mkdtemp() + "/run"
+    >>> with fs.Recorder(model, path, eval_sets={"val": data}, snapshot_every=2) as rec:
+    ...     for _ in range(4):
+    ...         loss = nn.functional.cross_entropy(model(data[0]), data[1])
+    ...         loss.backward()
+    ...         rec.step(loss)
+    >>> log = fs.open_log(path)
+    >>> log.sizes["step"], log.sizes["snapshot"], log.sizes["sample"]
+    (4, 3, 8)
+    >>> log.correct.dims
+    ('snapshot', 'sample')
+    """
+    import xarray as xr
+
+    root = Path(path).absolute()
+    meta, raw = read_root_metadata(root)
+    attrs = meta["attributes"]
+    view = _CommittedView(root, attrs[COMMIT_ATTR], raw)
+    groups = list(attrs.get(GROUPS_ATTR, []))
+    sets = list(attrs.get("eval_sets", []))
+
+    def load(name: str | None) -> xr.Dataset:
+        try:
+            ds = xr.open_zarr(
+                view, group=name, consolidated=False, zarr_format=3, chunks=chunks or {}
+            )
+            # Label coordinates (layer and class names) are small: load them so that they
+            # behave like numpy strings rather than dask object arrays.
+            labels = [k for k, v in ds.coords.items() if v.dtype.kind in "OUT" and k not in ds.dims]
+            return ds.assign_coords({k: ds[k].load() for k in labels})
+        except LogFormatError:
+            raise
+        except Exception as exc:  # zarr and xarray raise many types for damaged metadata
+            where = root if name is None else root / name
+            raise LogFormatError(
+                f"cannot read {where} as part of a filterscope log ({type(exc).__name__}: {exc}); "
+                "the log is damaged or was modified by another program."
+            ) from exc
+
+    if group is not None:
+        if group not in groups:
+            raise ValueError(
+                f"the log at {root} has no group {group!r}; it has {groups or 'none'}"
+                + (" (no analysis has been recorded yet)" if group == "analysis" else "")
+                + "."
+            )
+        return load(group)
+    ds = load(None)
+    if sets:
+        name = sets[0] if eval_set is None else eval_set
+        if name not in sets:
+            raise ValueError(f"the log at {root} has no evaluation set {name!r}; it has {sets}.")
+        ds = xr.merge([ds, load(f"{EVAL_GROUP}/{name}")], join="exact", combine_attrs="override")
+        ds.attrs["eval_set"] = name
+    elif eval_set is not None:
+        raise ValueError(f"the log at {root} has no evaluation sets; it was recorded without any.")
+    return ds
