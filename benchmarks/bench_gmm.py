@@ -1,0 +1,232 @@
+"""FilterGMM vs a scikit-learn loop: every filter, K = 1..8, the same selection rule.
+
+The reference is what one would write by hand: for every filter and every K, a
+``sklearn.mixture.GaussianMixture(K, covariance_type="full")`` (k-means initialisation, one
+thread via threadpoolctl), then the same Calinski–Harabasz / BIC selection and anomaly rule
+(``filterscope.gmm.select``) applied to scikit-learn's labels and log-likelihoods. The data are
+synthetic 2-D filter clouds with planted outlier groups (``filterscope.gmm.synthetic``).
+
+The scikit-learn loop takes minutes for 1,024 filters, so by default it runs on a random subset
+of filters and its time is extrapolated linearly to all of them (the output says so); K and flag
+agreement are measured on that subset. FilterGMM runs on every filter in float32 and float64
+(best of ``--repeats``), with ``torch.set_num_threads(--threads)``. Peak memory is the largest
+resident-set growth sampled every 5 ms during a run.
+
+``--rates`` instead prints the anomaly rule's error rates on synthetic filters with known ground
+truth (the table in ``docs/gmm.md``): false-positive rate per clean kind, true-positive rate and
+recall / precision of the planted outlier samples, for both selection rules.
+
+Usage::
+
+    python benchmarks/bench_gmm.py                    # 1024 filters x 2000 samples
+    python benchmarks/bench_gmm.py --quick            # 256 x 1000, subset of 32
+    python benchmarks/bench_gmm.py --filters 4096 --sklearn-filters 256 --threads 2
+    python benchmarks/bench_gmm.py --rates            # error rates of the anomaly rule
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+
+def _omp_wait_policy() -> str:
+    # OpenMP reads OMP_WAIT_POLICY once, when torch loads it, so this runs before the imports.
+    # "passive": idle OpenMP threads sleep instead of spinning. With two threads on two cores
+    # shared with other jobs, spinning threads wait a whole time slice at every parallel region
+    # and two threads run many times slower than one; on a quiet machine "active" is a little
+    # faster.
+    policy = "passive"
+    for i, arg in enumerate(sys.argv):
+        if arg == "--omp-wait" and i + 1 < len(sys.argv):
+            policy = sys.argv[i + 1]
+        elif arg.startswith("--omp-wait="):
+            policy = arg.split("=", 1)[1]
+    if policy != "default":
+        os.environ["OMP_WAIT_POLICY"] = policy.upper()
+    return policy
+
+
+OMP_WAIT = _omp_wait_policy()
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import torch  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.mixture import GaussianMixture  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from filterscope.gmm import FilterGMM  # noqa: E402
+from filterscope.gmm.select import label_stats, select  # noqa: E402
+from filterscope.gmm.synthetic import CLEAN_KINDS, make_filter_points  # noqa: E402
+
+KS = np.arange(1, 9)
+
+
+class PeakRSS:
+    """Largest growth of this process's resident set while the block runs (sampled)."""
+
+    def __enter__(self) -> PeakRSS:
+        self._proc = psutil.Process()
+        self.base = self._proc.memory_info().rss
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
+    """Result, wall seconds, process CPU seconds and peak RSS growth (MiB) of ``fn()``."""
+    with PeakRSS() as mem:
+        start, cpu = time.perf_counter(), time.process_time()
+        out = fn()
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return out, elapsed, cpu, mem.mib
+
+
+def sklearn_loop(points: np.ndarray) -> dict[str, np.ndarray]:
+    """Every filter, every K: GaussianMixture fit, labels, score; then our selection rule."""
+    f, n, _ = points.shape
+    stats = np.zeros((f, len(KS), KS.max(), 6))
+    loglik = np.zeros((f, len(KS)))
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for i, p in enumerate(points):
+            for j, k in enumerate(KS):
+                gm = GaussianMixture(int(k), covariance_type="full", random_state=i)
+                labels = gm.fit_predict(p)
+                loglik[i, j] = gm.score(p)
+                stats[i, j, :k] = label_stats(p, labels, int(k))
+    sel = select(stats, loglik, KS, n)
+    return {"k": sel.k, "anomaly": sel.anomaly}
+
+
+def rates(threads: int) -> None:
+    """Error rates of the anomaly rule against planted ground truth."""
+    torch.set_num_threads(threads)
+    settings = [
+        ("N=2000, group at 6-12 sd", 2000, (6.0, 12.0), 11),
+        ("N=512, group at 6-12 sd", 512, (6.0, 12.0), 12),
+        ("N=2000, group at 3-6 sd", 2000, (3.0, 6.0), 13),
+    ]
+    print(
+        "| setting | selection | FPR | " + " | ".join(CLEAN_KINDS) + " | TPR | recall | precision |"
+    )
+    print("|---" * (6 + len(CLEAN_KINDS)) + "|")
+    for name, n, separation, seed in settings:
+        points, truth = make_filter_points(600, n, separation=separation, random_state=seed)
+        dirty = truth.has_outliers
+        for selection in ("ch-bic", "ch"):
+            gmm = FilterGMM(device="cpu", selection=selection).fit(points.astype(np.float32))
+            found = np.zeros_like(truth.outliers)
+            for f, idx in enumerate(gmm.outliers_):
+                found[f, idx] = True
+            hit = (found & truth.outliers).sum()
+            per_kind = [f"{gmm.anomaly_[truth.kind == k].mean():.3f}" for k in CLEAN_KINDS]
+            print(
+                f"| {name} | {selection} | {gmm.anomaly_[~dirty].mean():.3f} | "
+                + " | ".join(per_kind)
+                + f" | {gmm.anomaly_[dirty].mean():.3f} | {hit / truth.outliers.sum():.3f} | "
+                f"{hit / max(found.sum(), 1):.3f} |"
+            )
+    print("600 filters per setting: 100 of each clean kind and 100 with a planted group of 1-5 %")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--filters", type=int, default=1024)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument(
+        "--sklearn-filters",
+        type=int,
+        default=128,
+        help="filters the scikit-learn loop runs on (extrapolated to all)",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="256 x 1000, subset of 32")
+    parser.add_argument("--rates", action="store_true", help="error rates of the anomaly rule")
+    parser.add_argument(
+        "--omp-wait",
+        choices=["passive", "active", "default"],
+        default="passive",
+        help="OMP_WAIT_POLICY for torch's threads (default passive: see the source)",
+    )
+    args = parser.parse_args()
+    if args.rates:
+        rates(args.threads)
+        return
+    if args.quick:
+        args.filters, args.samples, args.sklearn_filters, args.repeats = 256, 1000, 32, 1
+    torch.set_num_threads(args.threads)
+    f, n = args.filters, args.samples
+    points, truth = make_filter_points(f, n, random_state=0)
+    subset = np.sort(
+        np.random.default_rng(0).choice(f, min(args.sklearn_filters, f), replace=False)
+    )
+    print(
+        f"filters={f} samples={n} K=1..8, torch threads={args.threads} "
+        f"(OMP_WAIT_POLICY {OMP_WAIT}), scikit-learn on {subset.size} random filters "
+        f"(1 thread), {int(truth.has_outliers.sum())} filters with a planted group"
+    )
+
+    ref, t_ref, c_ref, mem_ref = timed(lambda: sklearn_loop(points[subset]))
+    t_ref_all, c_ref_all = t_ref * f / subset.size, c_ref * f / subset.size
+    print(
+        f"scikit-learn loop: {t_ref:.1f} s wall ({c_ref:.1f} s CPU) for {subset.size} filters "
+        f"-> {t_ref_all:.1f} s wall extrapolated linearly to {f} filters "
+        f"({t_ref / subset.size * 1e3:.1f} ms/filter), peak RSS +{mem_ref:.0f} MiB"
+    )
+    print(
+        f"  scikit-learn flags: FPR {ref['anomaly'][~truth.has_outliers[subset]].mean():.3f}, "
+        f"TPR {ref['anomaly'][truth.has_outliers[subset]].mean():.3f} (on the subset)"
+    )
+
+    FilterGMM(device="cpu").fit(points[:4])  # warm-up: first-call costs are not the engine's
+    for dtype in ("float32", "float64"):
+        data = points.astype(dtype)
+        best, best_cpu, mem = np.inf, np.inf, 0.0
+        gmm = FilterGMM(device="cpu", dtype=dtype)
+        for _ in range(args.repeats):
+            gmm, elapsed, cpu, mib = timed(
+                lambda d=dtype, x=data: FilterGMM(device="cpu", dtype=d).fit(x)
+            )
+            best, best_cpu, mem = min(best, elapsed), min(best_cpu, cpu), max(mem, mib)
+        k_agree = (gmm.k_[subset] == ref["k"]).mean()
+        flag_agree = (gmm.anomaly_[subset] == ref["anomaly"]).mean()
+        fpr = gmm.anomaly_[~truth.has_outliers].mean()
+        tpr = gmm.anomaly_[truth.has_outliers].mean()
+        print(
+            f"FilterGMM {dtype}: {best:.2f} s wall ({best / f * 1e3:.2f} ms/filter; "
+            f"{best_cpu:.2f} s CPU), peak RSS +{mem:.0f} MiB -> speedup "
+            f"{t_ref_all / best:.1f}x over scikit-learn (wall), "
+            f"{c_ref_all / best_cpu:.1f}x in CPU time"
+        )
+        print(
+            f"  agreement with scikit-learn on the subset: chosen K {k_agree:.3f}, "
+            f"anomaly flag {flag_agree:.3f}; flags on all filters: FPR {fpr:.3f}, TPR {tpr:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

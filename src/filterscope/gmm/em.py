@@ -1,0 +1,738 @@
+"""Batched EM for many small 2-D Gaussian mixtures at once, in torch (CPU and CUDA alike).
+
+Every filter gives one *problem* per K (and per initialisation): fit a K-component,
+full-covariance Gaussian mixture to that filter's ``N`` points in the plane. Thousands of such
+problems are solved together:
+
+* **Standardisation.** Each filter's points are centred and divided by one scale
+  ``s = sqrt((var_x + var_y) / 2)``, so float32 is accurate; an isotropic scale keeps k-means
+  equivalent and ``reg_covar`` becomes ``reg_covar / s²``. Results are mapped back at the end
+  (means ``· s + centre``, covariances ``· s²``, log-likelihoods ``- 2 log s``).
+* **Linear E-step.** For 2-D points ``log(w_k N(x | mu_k, Sigma_k))`` is linear in the features
+  ``phi(x) = [1, x, y, x², xy, y²]``; with closed-form 2×2 inverses and determinants, the E-step
+  of W problems is one ``bmm`` of coefficients (W, K, 6) by features (W, 6, N). N is innermost
+  so every later pass is a contiguous, vectorised sweep.
+* **Base-2 exponentials.** Coefficients are scaled by ``log2 e`` so the E-step exponentiates
+  with ``exp2``, about twice as fast as ``exp`` on CPU; each point's largest term is subtracted
+  (a fast ``amax`` over the short K axis), and terms more than 2^60 (float32) below it are
+  clipped before ``exp2``: an underflowing input takes a slow path, and a subnormal
+  responsibility would slow the M-step's matmul a hundredfold.
+* **M-step by one more matmul.** Responsibility-weighted sufficient statistics are
+  ``phi @ R.T`` (W, 6, K): counts, first and second moments, from which weights, means and
+  covariances follow exactly as in scikit-learn (``nk + 10 eps``, ``reg_covar`` on the diagonal).
+* **A pool of slots.** Problems stream through a fixed-width working set; as soon as a problem
+  converges (``|Δ mean log-likelihood| < tol``, scikit-learn's rule) its slot is refilled with
+  the next one. Cost follows the mean iteration count, the working set stays cache-sized on a
+  CPU, and Python overhead is paid per batch, not per filter. The final E-step (labels and the
+  final log-likelihood) runs afterwards over full batches.
+* **Initialisation**, a batched version of what ``init_params="kmeans"`` does in scikit-learn:
+  greedy k-means++ seeding with :data:`N_LOCAL_TRIALS` local trials, one seeding per filter
+  shared by every K (the first K of K = 8's centres are a valid k-means++ seeding for K), then
+  :data:`MAX_LLOYD` (one) Lloyd iteration (an empty cluster keeps its centre), then weights,
+  means and covariances from the hard labels of the final centres.
+  scikit-learn runs Lloyd to convergence; on synthetic filters the final EM log-likelihoods of
+  both are statistically indistinguishable (``tests/test_gmm_em.py``).
+
+Index reductions over a short middle dimension (``argmax(dim=1)``) and broadcasts of a stride-0
+innermost dimension are one to two orders of magnitude slower than plain elementwise work in
+torch on CPU; the code avoids both (see :func:`first_max`).
+
+This module knows nothing about filters, logs or selection rules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+#: Lloyd iterations of the k-means initialisation (scikit-learn: to convergence, up to 300;
+#: more did not improve the final fits on synthetic filters, see docs/gmm.md).
+MAX_LLOYD = 1
+#: Local trials of the greedy k-means++ seeding (scikit-learn: 2 + ln K, i.e. 2–4 for K ≤ 8).
+N_LOCAL_TRIALS = 4
+#: Smallest diagonal regulariser per dtype, relative to the filter's own ``s²``: ``reg_covar /
+#: s²`` is raised to it, so no component is narrower. float32 keeps the expanded quadratic form
+#: accurate to about 1e-2 nats down to this width; float64's floor only matters for ``s > 1e3``.
+VARIANCE_FLOOR = {torch.float32: 1e-4, torch.float64: 1e-12}
+#: Floor of ``log2`` responsibilities relative to a point's largest term, per dtype: far below
+#: the dtype's precision, yet high enough that every responsibility × feature product in the
+#: M-step's matmul stays a normal number (subnormal arithmetic is ~100x slower on x86).
+EXP2_FLOOR = {torch.float32: -60.0, torch.float64: -600.0}
+#: Working-set size in floats (``slots × N × (12 + K)``): cache-sized on a CPU.
+CPU_BUDGET = 1 << 21
+CUDA_BUDGET = 1 << 28
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG2E = 1.0 / math.log(2.0)
+_LN2 = math.log(2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Standardisation and features.
+
+
+@dataclass
+class Standardized:
+    """Per-filter standardisation ``x' = (x - centre) / scale`` and the features of ``x'``.
+
+    ``features`` is (F, 6, N) ``[1, x', y', x'², x'y', y'²]`` in the compute dtype; ``scale`` is
+    0 and ``dead`` True for a filter whose points are all equal.
+    """
+
+    features: torch.Tensor
+    centre: np.ndarray
+    scale: np.ndarray
+    dead: np.ndarray
+
+
+def standardize(points: np.ndarray, dtype: torch.dtype, device: torch.device) -> Standardized:
+    """Centre and scale each filter's points (statistics in float64) and build the features.
+
+    A filter is dead when its spread is at the level of the input's own rounding
+    (``s <= 8 eps max|x|``), e.g. a constant feature map.
+    """
+    pts = np.asarray(points)
+    eps = np.finfo(pts.dtype if pts.dtype.kind == "f" else np.float64).eps
+    pts = pts.astype(np.float64)
+    centre = pts.mean(axis=1)
+    diff = pts - centre[:, None, :]
+    scale = np.sqrt((diff**2).mean(axis=(1, 2)))
+    dead = scale <= 8 * eps * np.abs(pts).max(axis=(1, 2))
+    safe = np.where(dead, 1.0, scale)
+    xs = np.where(dead[:, None, None], 0.0, diff / safe[:, None, None])
+    # Coordinates below 1e-15 become 0, so no feature (x², xy, y²) is a subnormal float: one
+    # would make the matmuls crawl (subnormal arithmetic is about a hundred times slower).
+    xs[np.abs(xs) < 1e-15] = 0.0
+    return Standardized(
+        features=make_features(torch.as_tensor(xs, dtype=dtype, device=device)),
+        centre=centre,
+        scale=np.where(dead, 0.0, scale),
+        dead=dead,
+    )
+
+
+def make_features(xs: torch.Tensor) -> torch.Tensor:
+    """Features ``[1, x, y, x², xy, y²]`` of points (B, N, 2) as (B, 6, N)."""
+    x, y = xs[..., 0], xs[..., 1]
+    return torch.stack([torch.ones_like(x), x, y, x * x, x * y, y * y], dim=1).contiguous()
+
+
+def scaled_reg(reg_covar: float, scale: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """``reg_covar`` in standardised units per filter, at least the dtype's variance floor."""
+    safe = np.where(scale > 0, scale, 1.0)
+    return np.maximum(reg_covar / safe**2, VARIANCE_FLOOR[dtype])
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed-form 2×2 Gaussian algebra. Parameters are packed as (W, 6, K): rows
+# [weight, mean x, mean y, cov xx, cov xy, cov yy], so every row is a contiguous (W, K) slice.
+
+
+def coefficients(par: torch.Tensor) -> torch.Tensor:
+    """Log-density coefficients (W, 6, K): ``log(w_k N(x | mu_k, Sigma_k)) = coef[:, :, k] ·
+    phi(x)``, with the 2×2 inverse and determinant in closed form."""
+    w, mx, my, a, b, c = par.unbind(dim=1)
+    det = a * c - b * b
+    p11, p12, p22 = c / det, -b / det, a / det
+    pa = p11 * mx + p12 * my
+    pb = p12 * mx + p22 * my
+    const = torch.log(w) - _LOG_2PI - 0.5 * torch.log(det) - 0.5 * (mx * pa + my * pb)
+    return torch.stack([const, pa, pb, -0.5 * p11, -p12, -0.5 * p22], dim=1)
+
+
+def relative_log2_density(
+    par: torch.Tensor, feats: torch.Tensor, out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log2(w_k N_k(x_n))`` minus its maximum over k, (W, K, N), and that maximum (W, N).
+
+    One ``bmm`` of base-2 coefficients by the features, one fast ``amax`` and one subtraction;
+    the maximum entry of every point is exactly 0 afterwards. ``out`` receives the result
+    (reusing one buffer avoids page-faulting fresh memory every iteration).
+    """
+    coef = coefficients(par).mul_(_LOG2E).transpose(1, 2)
+    logd = torch.bmm(coef, feats, out=out)
+    top = logd.amax(dim=1)
+    return logd.sub_(top[:, None, :]), top
+
+
+def e_step(
+    par: torch.Tensor, feats: torch.Tensor, out: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One E-step for W problems.
+
+    Returns ``dens`` (W, K, N), proportional to the responsibilities (written into ``out`` when
+    given), ``norm`` (W, N), its sum over K (the caller divides by it), and ``logp`` (W, N),
+    each point's log-likelihood ``log sum_k w_k N_k(x)``.
+    """
+    dens, top = relative_log2_density(par, feats, out)
+    # Clip at the floor first: exp2 of an underflowing input takes a slow path, and the floor
+    # keeps every later product a normal number. A clipped term is below 2^floor of its
+    # point's largest, far under the dtype's precision.
+    dens.clamp_min_(EXP2_FLOOR[dens.dtype]).exp2_()
+    norm = dens.sum(dim=1)
+    return dens, norm, torch.log(norm).add_(top, alpha=_LN2)
+
+
+def m_step(stats: torch.Tensor, reg: torch.Tensor, n_samples: int | None = None) -> torch.Tensor:
+    """Packed parameters (W, 6, K) from sufficient statistics (W, 6, K), as scikit-learn does.
+
+    ``nk = Σr + 10 eps``; means ``Σ r x / nk``; covariances ``Σ r (x - mu)(x - mu)ᵀ / nk +
+    reg I`` (expanded, then clipped to positive semi-definite before ``reg`` so rounding can
+    never make a determinant negative); weights ``nk / Σ nk``, or ``nk / n_samples`` when given
+    (scikit-learn's initialisation). ``reg`` is (W,).
+    """
+    s0, s1, s2, sxx, sxy, syy = stats.unbind(dim=1)
+    nk = s0 + 10 * torch.finfo(stats.dtype).eps
+    mx, my = s1 / nk, s2 / nk
+    # Σ r (x - mu)(x - mu)ᵀ = S2 - (2 nk - s0) mu muᵀ
+    f = 2.0 - s0 / nk
+    cxx = (sxx / nk - f * mx * mx).clamp_min_(0)
+    cyy = (syy / nk - f * my * my).clamp_min_(0)
+    lim = torch.sqrt(cxx * cyy)
+    cxy = torch.minimum(torch.maximum(sxy / nk - f * mx * my, -lim), lim)
+    r = reg[:, None]
+    w = nk / (nk.sum(dim=1, keepdim=True) if n_samples is None else n_samples)
+    return torch.stack([w, mx, my, cxx + r, cxy, cyy + r], dim=1)
+
+
+def first_max(diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``argmax(dim=1)`` (W, N) of (W, K, N) values whose maximum over K is exactly 0, and its
+    one-hot (W, K, N).
+
+    An index reduction over a short middle dimension is about a hundred times slower than
+    ``amax`` on CPU, and so is an indexed scatter, so both are built arithmetically:
+    ``sign(diff) + 1`` marks the maxima; weighting them K, K-1, ..., 1, the largest weight
+    belongs to the first maximum (as ``argmax`` picks), and ``sign(weight - largest) + 1`` is 1
+    there only.
+    """
+    k, n = diff.shape[1], diff.shape[2]
+    rank = torch.arange(k, 0, -1, dtype=diff.dtype, device=diff.device)
+    # materialised (1, K, N): broadcasting a stride-0 innermost dimension is slow on CPU
+    rank = rank[:, None].expand(k, n).contiguous()[None]
+    weight = diff.sign().add_(1).mul_(rank)
+    top = weight.amax(dim=1)
+    onehot = weight.sub_(top[:, None, :]).sign_().add_(1)
+    return (k - top).long(), onehot
+
+
+def one_hot_nearest(centres: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """One-hot (W, K, N) of each point's nearest centre (a tie marks both)."""
+    # ||x - c||² - ||x||² = ||c||² - 2 c·x is linear in the features [1, x, y]
+    coef = torch.cat([(centres * centres).sum(-1, keepdim=True), -2 * centres], dim=-1)
+    d = torch.bmm(coef, feats[:, :3])
+    return torch.sub(d.amin(dim=1, keepdim=True), d).sign_().add_(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The slot pool.
+
+State = dict[str, torch.Tensor]
+
+
+def run_pool(
+    n_problems: int,
+    width: int,
+    load: Callable[[torch.Tensor], State],
+    step: Callable[[State], tuple[State, torch.Tensor]],
+    finish: Callable[[State, torch.Tensor], None],
+) -> None:
+    """Stream ``n_problems`` through a working set of ``width`` slots.
+
+    ``load(pids)`` returns the initial state of problems ``pids`` (every tensor's first dim is
+    the slot, and ``"pid"`` holds the problem ids); ``step(state)`` advances every slot once and
+    returns the new state and a bool mask of finished slots; ``finish(state, slots)`` stores the
+    results of the finished slots. Finished slots are refilled in place with the next problems.
+    Once the queue is empty, freed slots idle (``pid`` -1, results ignored) until a quarter of
+    the working set idles, and only then is it compacted: compacting copies every slot's
+    state, features included.
+    """
+    if n_problems == 0:
+        return
+    nxt = min(width, n_problems)
+    state = load(torch.arange(nxt))
+    idle = 0
+    while True:
+        state, done = step(state)
+        done &= state["pid"] >= 0
+        if not bool(done.any()):
+            continue
+        slots = done.nonzero().squeeze(1)
+        finish(state, slots)
+        m = min(slots.numel(), n_problems - nxt)
+        if m:
+            new = load(torch.arange(nxt, nxt + m))
+            nxt += m
+            for key, value in new.items():
+                state[key][slots[:m]] = value
+        if slots.numel() > m:
+            state["pid"][slots[m:]] = -1
+            idle += slots.numel() - m
+            if idle == state["pid"].numel():
+                return
+            if 4 * idle >= state["pid"].numel():
+                keep = (state["pid"] >= 0).nonzero().squeeze(1)
+                state = {k: v.index_select(0, keep) for k, v in state.items()}
+                idle = 0
+
+
+def pool_width(n_samples: int, n_components: int, budget: int) -> int:
+    """Slots so that a slot's features, scaled features and densities fit ``budget`` floats."""
+    return max(1, budget // (n_samples * (12 + n_components)))
+
+
+# ---------------------------------------------------------------------------------------------
+# EM, Lloyd and the final pass over pools.
+
+
+@dataclass
+class EMResult:
+    """Per-problem EM results in standardised units (P problems, K components).
+
+    ``par`` (P, 6, K) packed parameters; ``lower_bound`` is scikit-learn's ``lower_bound_``
+    (mean log-likelihood at the last E-step, before the last M-step).
+    """
+
+    par: torch.Tensor
+    lower_bound: torch.Tensor
+    n_iter: torch.Tensor
+    converged: torch.Tensor
+
+
+def em_pool(
+    feats: torch.Tensor,
+    problem_filter: torch.Tensor,
+    par0: torch.Tensor,
+    reg: torch.Tensor,
+    *,
+    tol: float,
+    max_iter: int,
+    budget: int,
+) -> EMResult:
+    """Run EM to convergence for P problems of K components.
+
+    Parameters
+    ----------
+    feats : (F, 6, N)
+        Standardised features of every filter.
+    problem_filter : (P,) long, on the CPU
+        Which filter each problem fits.
+    par0 : (P, 6, K)
+        Initial packed parameters.
+    reg : (F,)
+        ``reg_covar`` in standardised units per filter.
+    """
+    n_problems, _, k = par0.shape
+    dev, dt = feats.device, feats.dtype
+    out = EMResult(
+        par=torch.empty_like(par0),
+        lower_bound=torch.empty(n_problems, dtype=dt, device=dev),
+        n_iter=torch.zeros(n_problems, dtype=torch.long, device=dev),
+        converged=torch.zeros(n_problems, dtype=torch.bool, device=dev),
+    )
+    if max_iter == 0:
+        out.par.copy_(par0)
+        return out
+
+    def load(pids: torch.Tensor) -> State:
+        f = problem_filter[pids].to(dev)
+        return {
+            "pid": pids.to(dev),
+            "feats": feats[f],
+            "reg": reg[f],
+            "par": par0[pids.to(dev)],
+            "lb": torch.full((pids.numel(),), -math.inf, dtype=dt, device=dev),
+            "it": torch.zeros(pids.numel(), dtype=torch.long, device=dev),
+        }
+
+    width = pool_width(feats.shape[2], k, budget)
+    dens_buf = torch.empty(width, k, feats.shape[2], dtype=dt, device=dev)
+    feat_buf = torch.empty(width if k >= 6 else 0, 6, feats.shape[2], dtype=dt, device=dev)
+
+    def step(st: State) -> tuple[State, torch.Tensor]:
+        x = st["feats"]
+        w = x.shape[0]
+        dens, norm, logp = e_step(st["par"], x, out=dens_buf[:w])
+        lb = logp.mean(dim=1)
+        # responsibilities r = dens / norm: divide whichever has fewer rows, dens or features
+        if k < 6:
+            stats = torch.bmm(x, dens.div_(norm[:, None, :]).transpose(1, 2))
+        else:
+            stats = torch.bmm(
+                torch.div(x, norm[:, None, :], out=feat_buf[:w]), dens.transpose(1, 2)
+            )
+        par = m_step(stats, st["reg"])
+        it = st["it"] + 1
+        conv = (lb - st["lb"]).abs() < tol
+        st = dict(st, par=par, lb=lb, it=it, conv=conv)
+        return st, conv | (it >= max_iter)
+
+    def finish(st: State, slots: torch.Tensor) -> None:
+        pid = st["pid"][slots]
+        out.par[pid] = st["par"][slots]
+        out.lower_bound[pid] = st["lb"][slots]
+        out.n_iter[pid] = st["it"][slots]
+        out.converged[pid] = st["conv"][slots]
+
+    run_pool(n_problems, width, load, step, finish)
+    return out
+
+
+@dataclass
+class FinalPass:
+    """Final E-step of each problem: hard labels (P, N) int8, mean log-likelihood (P,)
+    (``GaussianMixture.score``) and the labels' per-cluster feature sums (P, 6, K) float64
+    (accumulated in the compute dtype)."""
+
+    labels: torch.Tensor
+    loglik: torch.Tensor
+    label_stats: torch.Tensor
+
+
+def final_pass(
+    feats: torch.Tensor, problem_filter: torch.Tensor, par: torch.Tensor, *, budget: int
+) -> FinalPass:
+    """Labels, log-likelihood and label statistics of fitted problems, in full batches."""
+    n_problems, _, k = par.shape
+    n = feats.shape[2]
+    dev = feats.device
+    out = FinalPass(
+        labels=torch.empty(n_problems, n, dtype=torch.int8, device=dev),
+        loglik=torch.empty(n_problems, dtype=feats.dtype, device=dev),
+        label_stats=torch.empty(n_problems, 6, k, dtype=torch.float64, device=dev),
+    )
+    width = pool_width(n, k, budget)
+    for i in range(0, n_problems, width):
+        sl = slice(i, min(i + width, n_problems))
+        x = feats[problem_filter[sl].to(dev)]
+        rel, top = relative_log2_density(par[sl], x)
+        labels, onehot = first_max(rel)
+        norm = rel.clamp_min_(EXP2_FLOOR[rel.dtype]).exp2_().sum(dim=1)
+        out.loglik[sl] = torch.log(norm).add_(top, alpha=_LN2).mean(dim=1)
+        out.labels[sl] = labels.to(torch.int8)
+        out.label_stats[sl] = torch.bmm(x, onehot.transpose(1, 2))
+    return out
+
+
+def kmeanspp_seeds(feats: torch.Tensor, n_clusters: int, uniforms: torch.Tensor) -> torch.Tensor:
+    """Greedy k-means++ seeding, batched: centres (B, n_clusters, 2) from features (B, 6, N).
+
+    ``uniforms`` (B, 1 + (n_clusters - 1) * N_LOCAL_TRIALS) in [0, 1) drive every random choice,
+    so results do not depend on the device or on how filters are batched. The first centre is a
+    uniformly chosen point; each next one is the best (lowest potential) of
+    :data:`N_LOCAL_TRIALS` candidates drawn with probability proportional to the squared distance
+    to the closest centre so far (scikit-learn's ``kmeans_plusplus``).
+    """
+    b, _, n = feats.shape
+    rows = torch.arange(b, device=feats.device)
+    u = uniforms.to(device=feats.device, dtype=torch.float64)
+    xs = feats[:, 1:3].transpose(1, 2)  # (B, N, 2)
+    sq = feats[:, 3] + feats[:, 5]  # ||x||², (B, N)
+    first = (u[:, 0] * n).long().clamp_max(n - 1)
+    centres = torch.empty(b, n_clusters, 2, dtype=feats.dtype, device=feats.device)
+    centres[:, 0] = xs[rows, first]
+
+    def dist2(p: torch.Tensor) -> torch.Tensor:
+        # ||x - p||² = ||x||² - 2 p·x + ||p||², clipped at 0 against rounding; (B, T, N)
+        coef = torch.cat([(p * p).sum(-1, keepdim=True), -2 * p], dim=-1)
+        return torch.bmm(coef, feats[:, :3]).add_(sq[:, None, :]).clamp_min_(0)
+
+    closest = dist2(centres[:, :1])[:, 0]  # (B, N)
+    t = N_LOCAL_TRIALS
+    for c in range(1, n_clusters):
+        cum = torch.cumsum(closest.to(torch.float64), dim=1)
+        target = u[:, 1 + (c - 1) * t : 1 + c * t] * cum[:, -1:]
+        cand = torch.searchsorted(cum, target).clamp_max(n - 1)  # (B, T)
+        pts = xs[rows[:, None], cand]  # (B, T, 2)
+        d = torch.minimum(dist2(pts), closest[:, None, :])
+        best = d.sum(-1).argmin(dim=1)
+        closest = d[rows, best]
+        centres[:, c] = pts[rows, best]
+    return centres
+
+
+def lloyd_pool(
+    feats: torch.Tensor,
+    problem_filter: torch.Tensor,
+    centres0: torch.Tensor,
+    *,
+    max_iter: int,
+    budget: int,
+) -> torch.Tensor:
+    """Lloyd's k-means from given centres (P, K, 2); returns the final centres.
+
+    Stops when the summed squared centre shift is at most ``1e-4`` (unchanged labels give a
+    zero shift) or after ``max_iter`` iterations.
+    """
+    n_problems, k, _ = centres0.shape
+    dev = feats.device
+    out = centres0.clone()
+
+    def load(pids: torch.Tensor) -> State:
+        return {
+            "pid": pids.to(dev),
+            "feats": feats[problem_filter[pids].to(dev)],
+            "c": centres0[pids.to(dev)],
+            "it": torch.zeros(pids.numel(), dtype=torch.long, device=dev),
+        }
+
+    def step(st: State) -> tuple[State, torch.Tensor]:
+        x = st["feats"]
+        sums = torch.bmm(one_hot_nearest(st["c"], x), x[:, :3].transpose(1, 2))  # n, Σx, Σy
+        cnt = sums[..., :1]
+        # an empty cluster keeps its centre
+        c = torch.where(cnt > 0, sums[..., 1:3] / cnt.clamp_min(1), st["c"])
+        shift = ((c - st["c"]) ** 2).sum(dim=(1, 2))
+        it = st["it"] + 1
+        return dict(st, c=c, it=it), (shift <= 1e-4) | (it >= max_iter)
+
+    def finish(st: State, slots: torch.Tensor) -> None:
+        out[st["pid"][slots]] = st["c"][slots]
+
+    if max_iter > 0:
+        run_pool(n_problems, pool_width(feats.shape[2], k, budget), load, step, finish)
+    return out
+
+
+def kmeans_init(
+    feats: torch.Tensor,
+    problem_filter: torch.Tensor,
+    centres: torch.Tensor,
+    reg: torch.Tensor,
+    *,
+    budget: int,
+) -> torch.Tensor:
+    """Initial packed parameters (P, 6, K) from the hard labels of the nearest centres.
+
+    Like scikit-learn's ``_initialize`` with one-hot responsibilities: weights ``nk / N``.
+    ``reg`` is per problem (P,).
+    """
+    n_problems, k, _ = centres.shape
+    n = feats.shape[2]
+    out = torch.empty(n_problems, 6, k, dtype=feats.dtype, device=feats.device)
+    width = pool_width(n, k, budget)
+    for i in range(0, n_problems, width):
+        sl = slice(i, min(i + width, n_problems))
+        x = feats[problem_filter[sl].to(feats.device)]
+        stats = torch.bmm(x, one_hot_nearest(centres[sl], x).transpose(1, 2))
+        out[sl] = m_step(stats, reg[sl], n_samples=n)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Front ends: EM from given initial parameters (parity with scikit-learn) and a whole chunk of
+# filters for every K (the estimator).
+
+
+@dataclass
+class MixtureFit:
+    """One K's fit of B problems in the caller's units (numpy, float64)."""
+
+    weights: np.ndarray  # (B, K)
+    means: np.ndarray  # (B, K, 2)
+    covariances: np.ndarray  # (B, K, 2, 2)
+    lower_bound: np.ndarray  # (B,)
+    loglik: np.ndarray  # (B,)
+    n_iter: np.ndarray  # (B,)
+    converged: np.ndarray  # (B,)
+    labels: np.ndarray  # (B, N) int8
+    label_stats: np.ndarray  # (B, K, 6), standardised units
+
+
+def to_user_units(
+    em: EMResult, fin: FinalPass, centre: np.ndarray, scale: np.ndarray
+) -> MixtureFit:
+    """Map standardised results back: ``centre`` (B, 2) and ``scale`` (B,) per problem."""
+    s = np.where(scale > 0, scale, 1.0)
+    par = em.par.double().cpu().numpy()
+    cxx, cxy, cyy = par[:, 3], par[:, 4], par[:, 5]
+    cov = np.stack([cxx, cxy, cxy, cyy], axis=-1).reshape(*cxx.shape, 2, 2)
+    log_s2 = 2 * np.log(s)
+    return MixtureFit(
+        weights=par[:, 0],
+        means=par[:, 1:3].transpose(0, 2, 1) * s[:, None, None] + centre[:, None, :],
+        covariances=cov * (s**2)[:, None, None, None],
+        lower_bound=em.lower_bound.double().cpu().numpy() - log_s2,
+        loglik=fin.loglik.double().cpu().numpy() - log_s2,
+        n_iter=em.n_iter.cpu().numpy(),
+        converged=em.converged.cpu().numpy(),
+        labels=fin.labels.cpu().numpy(),
+        label_stats=fin.label_stats.transpose(1, 2).cpu().numpy(),
+    )
+
+
+def fit_from_init(
+    points: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    means: np.ndarray | None = None,
+    precisions: np.ndarray | None = None,
+    resp: np.ndarray | None = None,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    max_iter: int = 100,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    budget: int = CPU_BUDGET,
+) -> MixtureFit:
+    """Run batched EM on B independent problems from given initial parameters.
+
+    Either ``weights`` (B, K), ``means`` (B, K, 2) and ``precisions`` (B, K, 2, 2), like
+    scikit-learn's ``weights_init``/``means_init``/``precisions_init``, or initial
+    responsibilities ``resp`` (B, N, K), from which the first parameters are estimated as
+    scikit-learn's ``_initialize`` does. ``points`` is (B, N, 2) in the caller's units; the
+    points must not be constant.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> pts = rng.normal(size=(3, 100, 2))
+    >>> resp = np.eye(2)[rng.integers(0, 2, size=(3, 100))]
+    >>> fit = fit_from_init(pts, resp=resp)
+    >>> fit.weights.shape, fit.labels.shape
+    ((3, 2), (3, 100))
+    """
+    dev = torch.device(device)
+    std = standardize(points, dtype, dev)
+    b, n, _ = np.shape(points)
+    reg = torch.as_tensor(scaled_reg(reg_covar, std.scale, dtype), dtype=dtype, device=dev)
+    s = np.where(std.scale > 0, std.scale, 1.0)
+    if resp is not None:
+        r = torch.as_tensor(np.asarray(resp), dtype=dtype, device=dev)
+        par0 = m_step(torch.bmm(std.features, r), reg, n_samples=n)
+    else:
+        if weights is None or means is None or precisions is None:
+            raise ValueError("give either resp or all of weights, means and precisions")
+        cov = np.linalg.inv(np.asarray(precisions, dtype=np.float64)) / (s**2)[:, None, None, None]
+        mu = (np.asarray(means, dtype=np.float64) - std.centre[:, None, :]) / s[:, None, None]
+        par = np.stack(
+            [
+                np.asarray(weights),
+                mu[..., 0],
+                mu[..., 1],
+                cov[..., 0, 0],
+                cov[..., 0, 1],
+                cov[..., 1, 1],
+            ],
+            axis=1,
+        )
+        par0 = torch.as_tensor(par, dtype=dtype, device=dev)
+    pf = torch.arange(b)
+    res = em_pool(std.features, pf, par0, reg, tol=tol, max_iter=max_iter, budget=budget)
+    fin = final_pass(std.features, pf, res.par, budget=budget)
+    return to_user_units(res, fin, std.centre, std.scale)
+
+
+def n_uniforms(k_max: int) -> int:
+    """Uniform random numbers one k-means++ seeding of up to ``k_max`` centres consumes."""
+    return 1 + (k_max - 1) * N_LOCAL_TRIALS
+
+
+def fit_chunk(
+    points: np.ndarray,
+    uniforms: np.ndarray,
+    ks: tuple[int, ...],
+    *,
+    tol: float,
+    reg_covar: float,
+    max_iter: int,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    budget: int,
+    max_lloyd: int = MAX_LLOYD,
+) -> dict[str, np.ndarray]:
+    """Fit every K in ``ks`` to every filter of a chunk; keep the best initialisation.
+
+    Parameters
+    ----------
+    points : ndarray (F, N, 2)
+        Finite points of F filters.
+    uniforms : ndarray (F, n_init, n_uniforms(max(ks)))
+        Random numbers of the k-means++ seedings (one seeding per filter and initialisation,
+        shared by every K).
+
+    Returns
+    -------
+    dict of numpy arrays (nK = len(ks), Kmax = max(ks)), in the caller's units:
+    ``weights`` (F, nK, Kmax), ``means`` (F, nK, Kmax, 2), ``covariances`` (F, nK, Kmax, 2, 2),
+    ``lower_bound``, ``loglik``, ``n_iter``, ``converged`` (F, nK), ``labels`` (F, nK, N) int8,
+    ``label_stats`` (F, nK, Kmax, 6) in standardised units, ``centre`` (F, 2), ``scale`` (F,),
+    ``dead`` (F,). Components beyond K are zero-weight padding.
+    """
+    dev = torch.device(device)
+    f_all, n, _ = points.shape
+    n_init = uniforms.shape[1]
+    k_max = max(ks)
+    std = standardize(points, dtype, dev)
+    live = np.flatnonzero(~std.dead)
+    nk = len(ks)
+    res = {
+        "weights": np.zeros((f_all, nk, k_max)),
+        "means": np.zeros((f_all, nk, k_max, 2)),
+        "covariances": np.zeros((f_all, nk, k_max, 2, 2)),
+        "lower_bound": np.zeros((f_all, nk)),
+        "loglik": np.zeros((f_all, nk)),
+        "n_iter": np.zeros((f_all, nk), dtype=np.int64),
+        "converged": np.ones((f_all, nk), dtype=bool),
+        "labels": np.zeros((f_all, nk, n), dtype=np.int8),
+        "label_stats": np.zeros((f_all, nk, k_max, 6)),
+        "centre": std.centre,
+        "scale": std.scale,
+        "dead": std.dead,
+    }
+    _fill_dead(res, std, reg_covar, n)
+    if live.size == 0:
+        return res
+    feats = std.features[torch.as_tensor(live, device=dev)]
+    reg = torch.as_tensor(scaled_reg(reg_covar, std.scale[live], dtype), dtype=dtype, device=dev)
+    # Problem p fits filter p // n_init with initialisation p % n_init.
+    problem_filter = torch.arange(live.size * n_init) // n_init
+    u = torch.as_tensor(uniforms[live].reshape(live.size * n_init, -1))
+    step = max(1, budget // (n * (6 + N_LOCAL_TRIALS)))
+    seeds = torch.cat(
+        [
+            kmeanspp_seeds(feats[problem_filter[i : i + step].to(dev)], k_max, u[i : i + step])
+            for i in range(0, problem_filter.numel(), step)
+        ]
+    )
+    reg_p = reg[problem_filter.to(dev)]
+    for j, k in enumerate(ks):
+        centres = lloyd_pool(
+            feats, problem_filter, seeds[:, :k].contiguous(), max_iter=max_lloyd, budget=budget
+        )
+        par0 = kmeans_init(feats, problem_filter, centres, reg_p, budget=budget)
+        fit = em_pool(feats, problem_filter, par0, reg, tol=tol, max_iter=max_iter, budget=budget)
+        # scikit-learn keeps the initialisation with the largest lower bound
+        best = fit.lower_bound.view(live.size, n_init).argmax(dim=1)
+        pick = torch.arange(live.size, device=dev) * n_init + best
+        fit = EMResult(**{fl.name: getattr(fit, fl.name)[pick] for fl in fields(EMResult)})
+        fin = final_pass(feats, torch.arange(live.size), fit.par, budget=budget)
+        user = to_user_units(fit, fin, std.centre[live], std.scale[live])
+        res["weights"][live, j, :k] = user.weights
+        res["means"][live, j, :k] = user.means
+        res["covariances"][live, j, :k] = user.covariances
+        res["lower_bound"][live, j] = user.lower_bound
+        res["loglik"][live, j] = user.loglik
+        res["n_iter"][live, j] = user.n_iter
+        res["converged"][live, j] = user.converged
+        res["labels"][live, j] = user.labels
+        res["label_stats"][live, j, :k] = user.label_stats
+    return res
+
+
+def _fill_dead(res: dict[str, np.ndarray], std: Standardized, reg_covar: float, n: int) -> None:
+    """A constant filter: every K collapses onto its one point with covariance ``reg_covar I``."""
+    dead = np.flatnonzero(std.dead)
+    if dead.size == 0:
+        return
+    res["weights"][dead, :, 0] = 1.0
+    res["means"][dead, :, 0] = std.centre[dead][:, None, :]
+    res["covariances"][dead, :, 0] = reg_covar * np.eye(2)
+    ll = -_LOG_2PI - math.log(reg_covar)
+    res["lower_bound"][dead] = ll
+    res["loglik"][dead] = ll
+    res["n_iter"][dead] = 1
+    res["label_stats"][dead, :, 0, 0] = n

@@ -1,0 +1,445 @@
+"""FilterGMM: one Gaussian mixture per filter, every filter and every K at once.
+
+The scikit-learn-style front end of the GMM engine. :meth:`FilterGMM.fit` validates the input,
+splits the filters into chunks (optionally over a ``dask.distributed`` client), runs the batched
+EM of :mod:`filterscope.gmm.em` for every K of ``k_range``, and applies the selection and
+anomaly rule of :mod:`filterscope.gmm.select`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+from filterscope.errors import InvalidDataError, NonFiniteError
+from filterscope.gmm import em
+from filterscope.gmm.select import SELECTIONS, select
+
+#: Host memory one chunk of filters may use, in bytes, when ``chunk_size`` is None.
+CHUNK_MEMORY = 1 << 30
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class FilterGMM(BaseEstimator):
+    """Fit a 2-D Gaussian mixture to every filter's points, choose K, flag anomaly filters.
+
+    For each filter (a cloud of N points in the plane, e.g. the 2-D PCA coordinates of its
+    feature maps over N samples) and each K of ``k_range``, a full-covariance mixture is fitted
+    by EM from a k-means initialisation, exactly as
+    ``sklearn.mixture.GaussianMixture(covariance_type="full", init_params="kmeans")`` would, but
+    for all filters and all K together in batched torch code (CPU or CUDA). K is chosen by the
+    Calinski–Harabasz index of the hard labels (K ≥ 2), capped by the BIC-best K, which also
+    serves as the one-cluster test. A filter is an *anomaly filter* when its chosen clustering isolates a
+    small (at most ``outlier_fraction · N`` samples) and well-separated (at least
+    ``min_separation``) cluster; those samples are its *outliers*. See ``docs/gmm.md``.
+
+    Parameters
+    ----------
+    k_range : (int, int), default=(1, 8)
+        Smallest and largest K, inclusive. K = 1 must be included for the one-cluster test.
+    n_init : int, default=1
+        Initialisations per filter and K; the fit with the largest lower bound is kept.
+    tol : float, default=1e-3
+        EM stops when the mean log-likelihood changes by less than ``tol`` (scikit-learn's rule).
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance, in the input's units. In float32 it is raised
+        to at least ``1e-4 s²`` (``s`` the filter's RMS spread) for accuracy.
+    max_iter : int, default=100
+        EM iterations at most.
+    outlier_fraction : float, default=0.05
+        Clusters holding at most this fraction of the samples (and at least one) are small.
+    min_separation : float, default=3.5
+        A small cluster holds outliers only if its Mahalanobis separation from every non-small
+        cluster (summed covariances) is at least this.
+    selection : {"ch-bic", "ch"}, default="ch-bic"
+        How K is chosen. ``"ch-bic"``: K = 1 when one Gaussian has the lowest BIC, else the
+        Calinski–Harabasz-best K up to the BIC-best K, or the BIC-best K when only it isolates
+        a small, well-separated cluster. ``"ch"``: the CH-best K ≥ 2, or 1 when the K = 2 split
+        fails the Duda–Hart test. See ``docs/gmm.md`` for both rules' measured error rates.
+    random_state : int, RandomState or None, default=0
+        Seeds the k-means++ initialisations; the same seed gives the same result on any device,
+        chunking or client.
+    device : str, torch.device or None, default=None
+        Where to compute; None picks CUDA when available, else the CPU.
+    dtype : {"float32", "float64"}, default="float32"
+        Compute precision (points are standardised per filter first, so float32 is accurate).
+    chunk_size : int or None, default=None
+        Filters per chunk; None sizes chunks to about 1 GiB of host memory.
+    client : dask.distributed.Client or None, default=None
+        Spread the chunks over this client's workers.
+
+    Attributes
+    ----------
+    ks_ : ndarray (nK,)
+        The K values fitted.
+    k_ : ndarray (F,)
+        Chosen K per filter.
+    labels_ : ndarray (F, N) int8
+        Hard labels of the chosen fit.
+    loglik_ : ndarray (F, nK)
+        Mean per-sample log-likelihood of each K's final fit (``GaussianMixture.score``).
+    lower_bound_ : ndarray (F, nK)
+        scikit-learn's ``lower_bound_`` of each fit.
+    ch_ : ndarray (F, nK)
+        Calinski–Harabasz index of each K's hard labels; NaN for K = 1.
+    converged_, n_iter_ : ndarray (F, nK)
+        EM convergence flag and iterations per fit.
+    cluster_sizes_ : ndarray (F, Kmax)
+        Samples per component of the chosen fit (hard labels), 0-padded.
+    weights_, means_, covariances_ : ndarray (F, Kmax), (F, Kmax, 2), (F, Kmax, 2, 2)
+        Parameters of the chosen mixture, zero-padded beyond K.
+    outlier_clusters_ : ndarray (F, Kmax) bool
+        Components of the chosen fit that hold outlier samples.
+    anomaly_ : ndarray (F,) bool
+        Anomaly filters.
+    anomaly_score_ : ndarray (F,)
+        Separation of the filter's most separated small cluster (0 without one); rank by it.
+    outliers_ : list of F int arrays
+        Sample indices of each filter's outliers (empty unless ``anomaly_``).
+    dead_ : ndarray (F,) bool
+        Filters whose points are all equal (K = 1, never anomalous).
+
+    Examples
+    --------
+    >>> from filterscope.gmm.synthetic import make_filter_points
+    >>> points, truth = make_filter_points(12, 400, kinds=("gaussian", "planted"), random_state=0)
+    >>> gmm = FilterGMM(device="cpu").fit(points)
+    >>> gmm.k_.shape, gmm.labels_.shape, gmm.loglik_.shape
+    ((12,), (12, 400), (12, 8))
+    >>> bool(gmm.anomaly_[~truth.has_outliers].any())  # no clean filter flagged
+    False
+    >>> float(gmm.anomaly_[truth.has_outliers].mean()) >= 0.8  # planted groups found
+    True
+    >>> ds = gmm.to_dataset()
+    >>> sorted(ds.sizes.items())[:3]
+    [('component', 8), ('filter', 12), ('k', 8)]
+    """
+
+    def __init__(
+        self,
+        k_range: tuple[int, int] = (1, 8),
+        n_init: int = 1,
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        outlier_fraction: float = 0.05,
+        min_separation: float = 3.5,
+        selection: str = "ch-bic",
+        random_state: int | np.random.RandomState | None = 0,
+        device: str | torch.device | None = None,
+        dtype: str = "float32",
+        chunk_size: int | None = None,
+        client: Any = None,
+    ) -> None:
+        self.k_range = k_range
+        self.n_init = n_init
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.outlier_fraction = outlier_fraction
+        self.min_separation = min_separation
+        self.selection = selection
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+        self.client = client
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _check_params(self) -> tuple[tuple[int, ...], torch.dtype, torch.device]:
+        kr = self.k_range
+        if (
+            not isinstance(kr, tuple | list)
+            or len(kr) != 2
+            or not all(isinstance(k, int | np.integer) for k in kr)
+            or not 1 <= kr[0] <= kr[1] <= 127
+        ):
+            raise InvalidDataError(
+                f"k_range must be a pair (k_min, k_max) of integers with 1 <= k_min <= k_max "
+                f"<= 127, got {kr!r}; e.g. k_range=(1, 8)."
+            )
+        checks = {
+            "n_init": isinstance(self.n_init, int | np.integer) and self.n_init >= 1,
+            "tol": _is_real(self.tol) and self.tol >= 0,
+            "reg_covar": _is_real(self.reg_covar) and self.reg_covar > 0,
+            "max_iter": isinstance(self.max_iter, int | np.integer) and self.max_iter >= 0,
+            "outlier_fraction": _is_real(self.outlier_fraction) and 0 < self.outlier_fraction < 0.5,
+            "min_separation": _is_real(self.min_separation) and self.min_separation >= 0,
+            "chunk_size": self.chunk_size is None
+            or (isinstance(self.chunk_size, int | np.integer) and self.chunk_size >= 1),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise InvalidDataError(
+                    f"{name}={getattr(self, name)!r} is not valid; see the FilterGMM docstring "
+                    f"for its range (defaults: n_init=1, tol=1e-3, reg_covar=1e-6, max_iter=100, "
+                    f"outlier_fraction=0.05, min_separation=3.5, chunk_size=None)."
+                )
+        if self.selection not in SELECTIONS:
+            raise InvalidDataError(
+                f"selection must be one of {SELECTIONS}, got {self.selection!r}."
+            )
+        dtype = _DTYPES.get(_dtype_name(self.dtype))
+        if dtype is None:
+            raise InvalidDataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        if self.device is None:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            device = torch.device(self.device)
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise InvalidDataError(
+                    f"device={self.device!r} but torch sees no CUDA device; use device='cpu' "
+                    "or device=None (picks CUDA when available)."
+                )
+        return tuple(range(int(kr[0]), int(kr[1]) + 1)), dtype, device
+
+    # -- fitting -------------------------------------------------------------------------------
+
+    def fit(self, points: Any, y: None = None) -> FilterGMM:
+        """Fit every filter's mixtures for every K and apply the selection and anomaly rule.
+
+        Parameters
+        ----------
+        points : ndarray, torch.Tensor or xarray.Dataset
+            Shape (F, N, 2): F filters, N samples, 2 coordinates. A Dataset must hold
+            ``points(filter, sample, pc)`` (as returned by :func:`filterscope.gmm.extract`);
+            its coordinates on ``filter`` and ``sample`` are carried into :meth:`to_dataset`.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : FilterGMM
+
+        Raises
+        ------
+        InvalidDataError
+            Wrong shape, or no more samples than the largest K.
+        NonFiniteError
+            NaN or Inf among the points (the message names the filters).
+        """
+        ks, dtype, device = self._check_params()
+        pts, self._filter_coords, self._sample_coords = _as_points(points)
+        f, n, _ = pts.shape
+        if n <= ks[-1]:
+            raise InvalidDataError(
+                f"FilterGMM needs more samples than the largest K: got N={n} samples per filter "
+                f"and k_range={tuple(self.k_range)!r}; pass more samples or lower k_range's "
+                "upper end."
+            )
+        _check_finite(pts, self._filter_coords)
+        rng = check_random_state(self.random_state)
+        # drawn initialisation-major so that n_init=1 is the first of any n_init's draws
+        uniforms = rng.random_sample((self.n_init, f, em.n_uniforms(ks[-1]))).transpose(1, 0, 2)
+        chunk = self.chunk_size or max(1, CHUNK_MEMORY // (n * (80 + 2 * len(ks))))
+        budget = em.CUDA_BUDGET if device.type == "cuda" else em.CPU_BUDGET
+        kwargs = {
+            "ks": ks,
+            "tol": float(self.tol),
+            "reg_covar": float(self.reg_covar),
+            "max_iter": int(self.max_iter),
+            "dtype": str(dtype).removeprefix("torch."),
+            "device": str(device),
+            "budget": budget,
+        }
+        bounds = [(i, min(i + chunk, f)) for i in range(0, f, chunk)]
+        if self.client is not None:
+            futures = self.client.map(
+                _fit_chunk,
+                [pts[a:b] for a, b in bounds],
+                [uniforms[a:b] for a, b in bounds],
+                **kwargs,
+                pure=False,
+            )
+            parts = self.client.gather(futures)
+        else:
+            parts = [_fit_chunk(pts[a:b], uniforms[a:b], **kwargs) for a, b in bounds]
+        res = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        self._set_results(res, np.asarray(ks), n)
+        return self
+
+    def _set_results(self, res: dict[str, np.ndarray], ks: np.ndarray, n: int) -> None:
+        sel = select(
+            res["label_stats"],
+            res["loglik"],
+            ks,
+            n,
+            outlier_fraction=float(self.outlier_fraction),
+            min_separation=float(self.min_separation),
+            selection=self.selection,
+            dead=res["dead"],
+        )
+        rows = np.arange(res["dead"].shape[0])
+        j = sel.k_index
+        self.ks_ = ks
+        self.k_ = sel.k
+        self.labels_ = res["labels"][rows, j]
+        self.loglik_ = res["loglik"]
+        self.lower_bound_ = res["lower_bound"]
+        self.ch_ = sel.ch
+        self.converged_ = res["converged"]
+        self.n_iter_ = res["n_iter"]
+        self.cluster_sizes_ = sel.cluster_sizes
+        self.weights_ = res["weights"][rows, j]
+        self.means_ = res["means"][rows, j]
+        self.covariances_ = res["covariances"][rows, j]
+        self.outlier_clusters_ = sel.outlier_clusters
+        self.anomaly_ = sel.anomaly
+        self.anomaly_score_ = sel.anomaly_score
+        self.dead_ = res["dead"]
+        member = np.take_along_axis(sel.outlier_clusters, self.labels_.astype(np.intp), axis=1)
+        self.outliers_ = [np.flatnonzero(m) for m in member]
+
+    # -- output --------------------------------------------------------------------------------
+
+    def to_dataset(self) -> xr.Dataset:
+        """The fit as a labelled :class:`xarray.Dataset`.
+
+        Dims ``filter``, ``k`` (the fitted K values), ``sample``, ``component`` (0..Kmax-1),
+        ``pc`` and ``pc_col`` (0, 1). Variables: ``n_clusters`` (chosen K), ``labels``,
+        ``outlier`` (bool, filter × sample), ``loglik``, ``lower_bound``, ``ch``, ``converged``,
+        ``n_iter`` (filter × k), ``cluster_size``, ``weight``, ``outlier_cluster``
+        (filter × component), ``mean`` (+ pc), ``covariance`` (+ pc, pc_col), ``anomaly``,
+        ``anomaly_score``, ``dead`` (filter). Coordinates on ``filter`` and ``sample`` of a
+        Dataset passed to :meth:`fit` are copied; the parameters are in ``attrs``.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> ds = FilterGMM(k_range=(1, 3), device="cpu").fit(rng.normal(size=(2, 50, 2)))
+        >>> ds = ds.to_dataset()
+        >>> ds.ch.dims, ds.k.values.tolist()
+        (('filter', 'k'), [1, 2, 3])
+        """
+        if not hasattr(self, "k_"):
+            raise InvalidDataError("this FilterGMM is not fitted yet; call fit(points) first.")
+        f, n = self.labels_.shape
+        k_max = self.weights_.shape[1]
+        outlier = np.zeros((f, n), dtype=bool)
+        for i, idx in enumerate(self.outliers_):
+            outlier[i, idx] = True
+        fk, fc = ("filter", "k"), ("filter", "component")
+        ds = xr.Dataset(
+            {
+                "n_clusters": ("filter", self.k_),
+                "labels": (("filter", "sample"), self.labels_),
+                "outlier": (("filter", "sample"), outlier),
+                "loglik": (fk, self.loglik_),
+                "lower_bound": (fk, self.lower_bound_),
+                "ch": (fk, self.ch_),
+                "converged": (fk, self.converged_),
+                "n_iter": (fk, self.n_iter_),
+                "cluster_size": (fc, self.cluster_sizes_),
+                "weight": (fc, self.weights_),
+                "outlier_cluster": (fc, self.outlier_clusters_),
+                "mean": ((*fc, "pc"), self.means_),
+                "covariance": ((*fc, "pc", "pc_col"), self.covariances_),
+                "anomaly": ("filter", self.anomaly_),
+                "anomaly_score": ("filter", self.anomaly_score_),
+                "dead": ("filter", self.dead_),
+            },
+            coords={
+                "filter": np.arange(f, dtype=np.int64),
+                "sample": np.arange(n, dtype=np.int64),
+                "k": self.ks_.astype(np.int64),
+                "component": np.arange(k_max, dtype=np.int64),
+                "pc": np.array([0, 1], dtype=np.int64),
+                "pc_col": np.array([0, 1], dtype=np.int64),
+            },
+            attrs={
+                "k_range": list(self.k_range),
+                "n_init": int(self.n_init),
+                "tol": float(self.tol),
+                "reg_covar": float(self.reg_covar),
+                "max_iter": int(self.max_iter),
+                "outlier_fraction": float(self.outlier_fraction),
+                "min_separation": float(self.min_separation),
+                "selection": str(self.selection),
+                "dtype": str(self.dtype),
+            },
+        )
+        return ds.assign_coords({**self._filter_coords, **self._sample_coords})
+
+
+def _dtype_name(dtype: Any) -> str:
+    """'float32' for "float32", np.float32 or torch.float32 alike."""
+    if isinstance(dtype, torch.dtype):
+        return str(dtype).removeprefix("torch.")
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and math.isfinite(value)
+
+
+def _fit_chunk(points: np.ndarray, uniforms: np.ndarray, **kwargs: Any) -> dict[str, np.ndarray]:
+    """Top-level (so dask can ship it) wrapper of :func:`filterscope.gmm.em.fit_chunk`."""
+    kwargs["dtype"] = _DTYPES[kwargs["dtype"]]
+    return em.fit_chunk(points, uniforms, **kwargs)
+
+
+def _as_points(points: Any) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+    """Points (F, N, 2) as a numpy array, plus coordinates on ``filter`` and ``sample``."""
+    filter_coords: dict[str, Any] = {}
+    sample_coords: dict[str, Any] = {}
+    if isinstance(points, xr.Dataset):
+        if "points" not in points:
+            raise InvalidDataError(
+                "a Dataset passed to FilterGMM.fit must hold a 'points' variable with dims "
+                f"(filter, sample, pc); it has {sorted(map(str, points.data_vars))}."
+            )
+        points = points["points"]
+    if isinstance(points, xr.DataArray):
+        if set(points.dims) != {"filter", "sample", "pc"}:
+            raise InvalidDataError(
+                f"points must have dims (filter, sample, pc); got {points.dims}. Rename or "
+                "transpose them, e.g. da.rename({'unit': 'filter'})."
+            )
+        da = points.transpose("filter", "sample", "pc")
+        for name, coord in da.coords.items():
+            if coord.dims == ("filter",):
+                filter_coords[str(name)] = ("filter", coord.values)
+            elif coord.dims == ("sample",):
+                sample_coords[str(name)] = ("sample", coord.values)
+        arr = np.asarray(da.values)
+    elif isinstance(points, torch.Tensor):
+        arr = points.detach().cpu().numpy()
+    else:
+        arr = np.asarray(points)
+    if arr.ndim != 3 or arr.shape[2] != 2 or arr.shape[0] < 1:
+        raise InvalidDataError(
+            f"points must have shape (filters, samples, 2) with at least one filter; got shape "
+            f"{arr.shape}. Reduce each filter's feature maps to 2-D first "
+            "(filterscope.gmm.extract does)."
+        )
+    if arr.dtype.kind not in "fiu":
+        raise InvalidDataError(f"points must be real numbers, got dtype {arr.dtype}.")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    return arr, filter_coords, sample_coords
+
+
+def _check_finite(pts: np.ndarray, filter_coords: dict[str, Any]) -> None:
+    bad = np.flatnonzero(~np.isfinite(pts).all(axis=(1, 2)))
+    if bad.size == 0:
+        return
+    names = []
+    for i in bad[:5]:
+        desc = [f"{key}={v[1][i].item()!r}" for key, v in filter_coords.items() if key != "filter"]
+        names.append(f"filter {i}" + (f" ({', '.join(desc)})" if desc else ""))
+    more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+    raise NonFiniteError(
+        f"points hold NaN or Inf in {', '.join(names)}{more}; every point must be finite. "
+        "Check the feature maps of these filters (e.g. a diverged model) or drop them."
+    )
