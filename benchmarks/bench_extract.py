@@ -1,0 +1,177 @@
+"""Extraction + batched PCA vs a scikit-learn PCA loop, and vs a plain forward pass.
+
+Prints, per model, measured side by side in one run:
+
+* ``pca``: our batched randomized PCA of every filter's (N, H·W) maps vs a loop of
+  ``sklearn.decomposition.PCA(n_components=2)`` over the same maps (target ≥ 10×);
+* ``pipeline``: ``filterscope.gmm.extract`` (hooks + PCA) vs a plain hook-collection forward
+  pass followed by the scikit-learn loop;
+* ``extract/forward``: ``extract`` time over a plain ``model(x)`` forward pass over the same
+  samples and batch size (target ≤ 1.5×).
+
+``--rss`` instead runs extraction of ``resnet50_like`` at 224² in a child process per N and
+reports its peak resident memory (``ru_maxrss``).
+
+Usage::
+
+    python benchmarks/bench_extract.py            # all models, N = 512
+    python benchmarks/bench_extract.py --quick    # N = 128, small models only
+    python benchmarks/bench_extract.py --rss 64 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+# Idle OpenMP threads sleep instead of spinning: on two cores shared with other jobs, spinning
+# threads make two-thread timings erratic. Read once when torch loads, so set before importing it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from torch import nn
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def collect_maps(model: nn.Module, x: torch.Tensor, batch_size: int) -> dict[str, np.ndarray]:
+    """The reference collection: one forward pass, every Conv2d output kept as (C, N, H·W)."""
+    outputs: dict[str, list[torch.Tensor]] = {}
+    handles = [
+        m.register_forward_hook(lambda m, i, o, n=n: outputs.setdefault(n, []).append(o.detach()))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            model(x[start : start + batch_size])
+    for h in handles:
+        h.remove()
+    return {n: torch.cat(v).transpose(0, 1).flatten(2).numpy() for n, v in outputs.items()}
+
+
+def sklearn_loop(maps: dict[str, np.ndarray]) -> None:
+    for layer in maps.values():
+        for c in range(layer.shape[0]):
+            PCA(n_components=2, random_state=0).fit_transform(layer[c])
+
+
+def run_model(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> None:
+    from filterscope.gmm.extract import extract, pca_2d
+
+    model.eval()
+    batch = 128
+    n = len(x)
+
+    def forward() -> None:
+        with torch.no_grad():
+            for start in range(0, n, batch):
+                model(x[start : start + batch])
+
+    def ours() -> None:
+        extract(model, x, n_samples=None, batch_size=batch, device="cpu")
+
+    maps = collect_maps(model, x, batch)
+    tensors = {k: torch.from_numpy(v) for k, v in maps.items()}
+    filters = sum(v.shape[0] for v in maps.values())
+
+    t_forward = best_of(forward, repeats)
+    t_extract = best_of(ours, repeats)
+    t_pca = best_of(lambda: [pca_2d(t.clone()) for t in tensors.values()], repeats)
+    t_sk_pca = best_of(lambda: sklearn_loop(maps), 1)
+    t_collect = best_of(lambda: collect_maps(model, x, batch), repeats)
+    print(
+        f"{name:<34} N={n:<4} filters={filters:<5} "
+        f"pca: sklearn {t_sk_pca:7.3f}s ours {t_pca:6.3f}s = {t_sk_pca / t_pca:5.1f}x | "
+        f"pipeline: sklearn {t_collect + t_sk_pca:7.3f}s extract {t_extract:6.3f}s = "
+        f"{(t_collect + t_sk_pca) / t_extract:5.1f}x | "
+        f"forward {t_forward:6.3f}s extract/forward = {t_extract / t_forward:4.2f}x",
+        flush=True,
+    )
+
+
+def models(quick: bool, n: int) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    from filterscope.data import animal_mnist, digits
+    from filterscope.models import LeNet5, SimpleCNN, resnet18_small, resnet50_like
+
+    torch.manual_seed(0)
+    dig = digits("val").x[:n]
+    ani = animal_mnist("val").x[:n]
+    out = [
+        ("LeNet5 / digits 32²", LeNet5(), dig),
+        ("SimpleCNN(16) / animal-mnist 28²", SimpleCNN(width=16), ani),
+        ("resnet18_small / 32² noise", resnet18_small(), torch.randn(n, 3, 32, 32)),
+    ]
+    if not quick:
+        out.append(("resnet50_like / 224² noise", resnet50_like(), torch.randn(32, 3, 224, 224)))
+    return out
+
+
+def rss_child(n: int, max_memory: int) -> None:
+    from filterscope.gmm.extract import extract
+    from filterscope.models import resnet50_like
+
+    torch.manual_seed(0)
+    model = resnet50_like().eval()
+    x = torch.randn(n, 3, 224, 224)
+    start = time.perf_counter()
+    ds = extract(model, x, n_samples=None, batch_size=32, device="cpu", max_memory=max_memory)
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB → GiB
+    print(
+        f"resnet50_like 224² N={n:<4} filters={ds.sizes['filter']} passes={ds.attrs['n_passes']} "
+        f"max_memory={max_memory / 1024**3:.2f} GiB: {elapsed:6.1f}s, peak RSS {peak:5.2f} GiB",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repeat, no ResNet-50")
+    parser.add_argument("--n", type=int, help="probe samples (default 512, --quick 128)")
+    parser.add_argument("--repeats", type=int, default=3, help="best of (default 3)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rss", type=int, nargs="*", help="peak RSS of resnet50_like for each N")
+    parser.add_argument("--max-memory", type=float, default=2.0, help="GiB, with --rss")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    budget = int(args.max_memory * 1024**3)
+    if args.child is not None:
+        rss_child(args.child, budget)
+        return
+    if args.rss is not None:
+        for n in args.rss or [64]:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(n),
+                "--max-memory",
+                str(args.max_memory),
+            ]
+            subprocess.run([*cmd, "--threads", str(args.threads)], check=True)
+        return
+    n = args.n or (128 if args.quick else 512)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    for name, model, x in models(args.quick, n):
+        run_model(name, model, x, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

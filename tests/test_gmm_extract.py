@@ -1,0 +1,241 @@
+"""Feature-map extraction and batched PCA, checked against scikit-learn and literal reference loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from filterscope.data import digits
+from filterscope.errors import InvalidDataError, InvalidModelError, NonFiniteError
+from filterscope.gmm import extract, pca_2d, select_samples
+from filterscope.models import LeNet5, ResNet
+
+
+@pytest.fixture(scope="module")
+def probe() -> tuple[torch.Tensor, torch.Tensor]:
+    data = digits("val")
+    return data.x[:160], data.y[:160]
+
+
+@pytest.fixture(scope="module")
+def lenet() -> LeNet5:
+    torch.manual_seed(0)
+    return LeNet5().eval()
+
+
+def _maps(model: nn.Module, layer: str, x: torch.Tensor, fn=None) -> np.ndarray:
+    """Reference: a layer's output for x as (C, N, H·W), by a plain hook."""
+    out = {}
+    module = dict(model.named_modules())[layer]
+    handle = module.register_forward_hook(lambda m, i, o: out.__setitem__("o", o.detach()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    maps = out["o"] if fn is None else fn(out["o"])
+    return maps.transpose(0, 1).flatten(2).numpy().astype(np.float64)
+
+
+def _assert_same_up_to_sign(a: np.ndarray, b: np.ndarray, atol: float) -> None:
+    for j in range(2):
+        sign = 1.0 if np.dot(a[:, j], b[:, j]) >= 0 else -1.0
+        np.testing.assert_allclose(a[:, j], sign * b[:, j], atol=atol)
+
+
+def test_pca_matches_sklearn_per_filter(lenet, probe):
+    x, y = probe
+    ds = extract(lenet, (x, y), n_samples=None, device="cpu")
+    for layer in ("features.conv1", "features.conv2"):
+        maps = _maps(lenet, layer, x)
+        sub = ds.sel(filter=ds.filter_layer == layer)
+        assert sub.sizes["filter"] == maps.shape[0]
+        for c in range(maps.shape[0]):
+            # three exact components: the first two are PCA(n_components=2)'s, the third tells
+            # whether the second axis is well defined
+            reference = PCA(n_components=3, svd_solver="full").fit(maps[c])
+            ratio = float(sub.explained_variance[c]) / reference.explained_variance_ratio_[:2].sum()
+            assert ratio >= 0.999, (layer, c, ratio)
+            coords = reference.transform(maps[c])[:, :2]
+            scale = np.abs(coords).max()
+            # Where the 2nd and 3rd eigenvalues are well apart, the axes are unique up to sign.
+            if reference.explained_variance_[1] > 1.2 * reference.explained_variance_[2]:
+                _assert_same_up_to_sign(sub.points.values[c], coords, atol=2e-2 * scale)
+
+
+def test_full_pca_equals_sklearn_coordinates(lenet, probe):
+    x, _ = probe
+    maps = _maps(lenet, "features.conv2", x)
+    coords, explained = pca_2d(torch.from_numpy(maps).float(), method="full")
+    for c in range(maps.shape[0]):
+        reference = PCA(n_components=2, svd_solver="full").fit(maps[c])
+        expected = reference.transform(maps[c])
+        _assert_same_up_to_sign(coords[c].numpy(), expected, atol=1e-3 * np.abs(expected).max())
+        assert explained[c].item() == pytest.approx(
+            reference.explained_variance_ratio_.sum(), rel=1e-4
+        )
+
+
+def test_pca_batched_equals_one_filter_at_a_time(lenet, probe):
+    x, _ = probe
+    maps = torch.from_numpy(_maps(lenet, "features.conv1", x)).float()
+    coords, explained = pca_2d(maps.clone())
+    for c in range(maps.shape[0]):
+        single, single_explained = pca_2d(maps[c : c + 1].clone())
+        torch.testing.assert_close(single[0], coords[c], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(single_explained[0], explained[c], rtol=1e-4, atol=1e-6)
+    # and through extract: one layer alone gives the same points as all layers together
+    both = extract(lenet, x, n_samples=64, device="cpu")
+    alone = extract(lenet, x, layers=["features.conv2"], n_samples=64, device="cpu")
+    conv2 = both.sel(filter=both.filter_layer == "features.conv2")
+    np.testing.assert_allclose(alone.points.values, conv2.points.values, rtol=1e-4, atol=1e-4)
+
+
+def test_pca_flat_filter_has_nan_explained_variance():
+    maps = torch.randn(2, 30, 9)
+    maps[1] = 3.0  # the same map for every sample: no variance
+    coords, explained = pca_2d(maps)
+    assert torch.isnan(explained[1]) and bool((explained[0] > 0).all())
+    assert bool((coords[1] == 0).all())
+
+
+def test_sample_selection_is_deterministic_and_sorted():
+    data = digits("val")
+    a = select_samples(data, 50, random_state=3)
+    b = select_samples(data, 50, random_state=3)
+    c = select_samples(data, 50, random_state=4)
+    np.testing.assert_array_equal(a.sample_id, b.sample_id)
+    assert not np.array_equal(a.sample_id, c.sample_id)
+    assert np.all(np.diff(a.sample_id) > 0)
+    # a filterscope dataset's own sample ids are reported, with their labels and images
+    rows = np.searchsorted(data.sample_ids, a.sample_id)
+    np.testing.assert_array_equal(a.label, data.y.numpy()[rows])
+    torch.testing.assert_close(a.x, data.x[torch.from_numpy(rows)])
+    assert len(select_samples(data, None)) == len(data)
+
+
+def test_data_forms_agree(lenet, probe):
+    x, y = probe
+    forms = {
+        "pair": (x, y),
+        "dataset": TensorDataset(x, y),
+        "loader": DataLoader(TensorDataset(x, y), batch_size=7, shuffle=True),
+        "numpy": (x.numpy().astype(np.float64), y.numpy()),
+    }
+    results = {
+        name: extract(lenet, data, n_samples=40, device="cpu", random_state=1)
+        for name, data in forms.items()
+    }
+    ref = results["pair"]
+    for name, ds in results.items():
+        np.testing.assert_array_equal(ds.sample_id.values, ref.sample_id.values, err_msg=name)
+        np.testing.assert_array_equal(ds.label.values, ref.label.values, err_msg=name)
+        np.testing.assert_allclose(ds.points.values, ref.points.values, atol=1e-4, err_msg=name)
+    unlabelled = extract(lenet, x, n_samples=40, device="cpu", random_state=1)
+    assert (unlabelled.label.values == -1).all()
+    np.testing.assert_array_equal(unlabelled.sample_id.values, ref.sample_id.values)
+
+
+def test_dataset_layout(lenet, probe):
+    x, y = probe
+    ds = extract(lenet, (x, y), n_samples=32, device="cpu")
+    assert ds.points.dims == ("filter", "sample", "pc") and ds.points.dtype == np.float32
+    assert ds.sizes == {"filter": 6 + 16, "sample": 32, "pc": 2}
+    assert ds.filter_layer.values.tolist() == ["features.conv1"] * 6 + ["features.conv2"] * 16
+    assert ds.filter_channel.values.tolist() == [*range(6), *range(16)]
+    assert ds.explained_variance.dims == ("filter",)
+    assert ds.attrs["n_samples"] == 32 and ds.attrs["where"] == "output"
+    assert ds.attrs["device"] == "cpu" and ds.attrs["n_passes"] == 1
+
+
+def test_activation_follows_relu_module_and_batch_norm(probe):
+    torch.manual_seed(1)
+    net = ResNet(stages=(1, 1), widths=(4, 8), in_channels=1).eval()
+    for m in net.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = probe[0][:48]
+    ds = extract(net, x, n_samples=None, where="activation", pca="full", device="cpu")
+    # layer1.0.conv1 -> bn1 -> relu (the block's shared ReLU, first call)
+    block = net.layer1[0]
+    expected = _maps(net, "layer1.0.bn1", x, fn=torch.relu)
+    got = ds.sel(filter=ds.filter_layer == "layer1.0.conv1")
+    ref, _ = pca_2d(torch.from_numpy(expected).float(), method="full")
+    np.testing.assert_allclose(got.points.values, ref.numpy(), rtol=1e-4, atol=1e-4)
+    # layer2.0.downsample.0 -> downsample.1 (batch norm), then a conv runs: ReLU is applied
+    expected = _maps(net, "layer2.0.downsample.1", x, fn=torch.relu)
+    got = ds.sel(filter=ds.filter_layer == "layer2.0.downsample.0")
+    ref, _ = pca_2d(torch.from_numpy(expected).float(), method="full")
+    np.testing.assert_allclose(got.points.values, ref.numpy(), rtol=1e-4, atol=1e-4)
+    assert block.training is False
+
+
+def test_memory_budget_changes_passes_not_results(lenet, probe):
+    x, _ = probe
+    batches: list[int] = []
+    handle = lenet.classifier.register_forward_hook(lambda m, i, o: batches.append(len(i[0])))
+    one = extract(lenet, x, n_samples=64, device="cpu", max_memory=None)
+    per_layer = extract(lenet, x, n_samples=64, device="cpu", max_memory=0)
+    handle.remove()
+    assert one.attrs["n_passes"] == 1 and per_layer.attrs["n_passes"] == 2
+    np.testing.assert_array_equal(one.points.values, per_layer.points.values)
+    # the classifier ran only in the two-sample tracing pass of each call: every pass over the
+    # probe samples stops after its last layer
+    assert batches == [2, 2]
+
+
+def test_training_flags_are_restored(probe):
+    net = LeNet5().train()
+    net.features.conv2.eval()
+    extract(net, probe[0], n_samples=16, device="cpu")
+    assert net.training and net.classifier.training and not net.features.conv2.training
+
+
+def test_model_without_conv_is_rejected():
+    with pytest.raises(InvalidModelError, match="no Conv2d"):
+        extract(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), torch.randn(8, 4))
+
+
+def test_unknown_layer_is_rejected(lenet, probe):
+    with pytest.raises(InvalidModelError, match="unknown layer"):
+        extract(lenet, probe[0], layers=["features.conv9"])
+
+
+def test_wrong_input_shape_is_explained(lenet):
+    with pytest.raises(InvalidDataError, match=r"\(3, 32, 32\)"):
+        extract(lenet, torch.randn(10, 3, 32, 32))
+
+
+def test_non_finite_feature_maps_name_layer_and_filter(probe):
+    net = LeNet5().eval()
+    with torch.no_grad():
+        net.features.conv2.weight[5, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"features\.conv2.*filter 5"):
+        extract(net, probe[0], n_samples=16, device="cpu")
+
+
+def test_non_finite_inputs_name_samples(lenet, probe):
+    x = probe[0][:20].clone()
+    x[4, 0, 3, 3] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"sample_id \[4\]"):
+        extract(lenet, x, n_samples=None, device="cpu")
+
+
+def test_too_few_samples_is_rejected(lenet, probe):
+    with pytest.raises(InvalidDataError, match="at least 2"):
+        extract(lenet, probe[0], n_samples=1)
+
+
+@pytest.mark.cuda
+def test_cuda_extraction_matches_cpu(lenet, probe):
+    cpu = extract(lenet, probe, n_samples=64, device="cpu")
+    gpu = extract(lenet, probe, n_samples=64, device="cuda")
+    assert gpu.attrs["device"].startswith("cuda")
+    assert next(lenet.parameters()).device.type == "cpu"  # the model went back home
+    np.testing.assert_allclose(gpu.explained_variance, cpu.explained_variance, rtol=1e-3)
+    for f in range(cpu.sizes["filter"]):
+        scale = float(np.abs(cpu.points.values[f]).max())
+        _assert_same_up_to_sign(gpu.points.values[f], cpu.points.values[f], atol=1e-2 * scale)
