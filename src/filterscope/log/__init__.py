@@ -11,7 +11,21 @@ views or plots: everything else reads the log, the log reads nothing else.
 
 from __future__ import annotations
 
-from filterscope.log.recorder import Recorder
+from typing import TYPE_CHECKING, Any
+
 from filterscope.log.store import LogStore, open_log
 
 __all__ = ["LogStore", "Recorder", "open_log"]
+
+
+def __getattr__(name: str) -> Any:
+    # Reading a log must not import torch: the recorder (which does) loads on first use.
+    if name == "Recorder":
+        from filterscope.log.recorder import Recorder
+
+        return Recorder
+    raise AttributeError(f"module 'filterscope.log' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from filterscope.log.recorder import Recorder
