@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from oracles import layer_stats
 from torch import nn
 
 from filterscope.log.layers import discover_layers
@@ -50,23 +51,6 @@ def _filters_numpy(layer: nn.Module, tensor: torch.Tensor) -> np.ndarray:
     return t.reshape(t.shape[0], -1)
 
 
-def _numpy_stats(x: np.ndarray) -> list[float]:
-    return [
-        x.max(),
-        x.min(),
-        x.mean(),
-        x.sum(),
-        x.var(),
-        x.std(),
-        np.count_nonzero(x),
-        np.abs(x).sum(),
-        np.sqrt((x * x).sum()),
-        np.median(x),
-        np.quantile(x, 0.25),
-        np.quantile(x, 0.75),
-    ]
-
-
 def _engine(net: nn.Module, method: str) -> tuple[StatsEngine, list[nn.Module]]:
     layers = [layer for layer in discover_layers(net) if layer.has_stats]
     modules = [
@@ -86,7 +70,7 @@ def test_layer_statistics_match_numpy(method: str) -> None:
             (stats.weight_stat[i], module.weight),
             (stats.grad_stat[i], module.weight.grad),
         ):
-            expected = np.array(_numpy_stats(tensor.detach().numpy().astype(np.float64).ravel()))
+            expected = np.array(layer_stats(tensor.detach().numpy().astype(np.float64).ravel()))
             scale = np.abs(tensor.detach().numpy()).sum()
             np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6 * scale)
 

@@ -15,6 +15,7 @@ import pytest
 import xarray as xr
 from bokeh.core.validation import check_integrity
 from bokeh.models import CategoricalAxis, ColumnDataSource, CrosshairTool, GlyphRenderer, LogAxis
+from oracles import layer_stats
 
 from filterscope.errors import InvalidDataError, LogFormatError
 from filterscope.plots import (
@@ -46,23 +47,6 @@ LAYERS = [  # name, kind, filters, parameters per filter
 ]
 
 
-def _stats(x: np.ndarray) -> list[float]:
-    return [
-        x.max(),
-        x.min(),
-        x.mean(),
-        x.sum(),
-        x.var(),
-        x.std(),
-        np.count_nonzero(x),
-        np.abs(x).sum(),
-        np.sqrt((x**2).sum()),
-        np.median(x),
-        np.quantile(x, 0.25),
-        np.quantile(x, 0.75),
-    ]
-
-
 def hand_built_log(seed: int = 0, n_snapshots: int = 6, steps_per_snapshot: int = 5):
     """A small log with the schema's dims, coords and variables, plus the raw gradients."""
     rng = np.random.default_rng(seed)
@@ -78,8 +62,8 @@ def hand_built_log(seed: int = 0, n_snapshots: int = 6, steps_per_snapshot: int 
     change_ratio = np.full((n_snapshots, len(LAYERS), len(THRESHOLDS)), np.nan, np.float32)
     for i in stat_layers:
         for s in range(n_snapshots):
-            grad_stat[s, i] = _stats(grads[i][s])
-            weight_stat[s, i] = _stats(rng.normal(size=grads[i].shape[1]))
+            grad_stat[s, i] = layer_stats(grads[i][s])
+            weight_stat[s, i] = layer_stats(rng.normal(size=grads[i].shape[1]))
             change_ratio[s, i] = np.sort(rng.uniform(size=len(THRESHOLDS)))[::-1]
     filter_layer_index = np.concatenate([[i] * LAYERS[i][2] for i in stat_layers])
     n_filters = len(filter_layer_index)
