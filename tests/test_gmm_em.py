@@ -228,3 +228,72 @@ def test_degenerate_filters_give_finite_results():
         np.testing.assert_allclose(res["loglik"][0], -np.log(2 * np.pi) - np.log(1e-6))
         # two distinct values: K = 2 puts each in its own component
         assert sorted(np.bincount(res["labels"][3, 1], minlength=2)) == [100, 100]
+
+
+def test_refilling_slots_from_views_leaves_the_inputs_alone():
+    # n_init=1 loads slots from views of the features; a narrow pool refills them many times
+    points, _ = make_filter_points(12, 300, random_state=7)
+    u = np.random.RandomState(1).random_sample((12, 1, em.n_uniforms(3)))
+    kw = {"tol": 1e-3, "reg_covar": 1e-6, "max_iter": 100, "dtype": torch.float64}
+    wide = em.fit_chunk(points, u, (1, 2, 3), device="cpu", budget=em.CPU_BUDGET, **kw)
+    narrow = em.fit_chunk(points, u, (1, 2, 3), device="cpu", budget=3 * 300 * 15, **kw)
+    for key in ("loglik", "lower_bound", "n_iter", "labels", "means"):
+        np.testing.assert_allclose(wide[key], narrow[key], rtol=1e-12, atol=1e-12)
+    std = em.standardize(points, torch.float64, torch.device("cpu"))
+    before = std.features.clone()
+    par0 = em.kmeans_init(
+        std.features,
+        torch.arange(12),
+        std.features[:, 1:3, :3].transpose(1, 2).contiguous(),
+        torch.full((12,), 1e-6),
+        max_lloyd=1,
+        budget=em.CPU_BUDGET,
+    )
+    em.em_pool(
+        std.features,
+        torch.arange(12),
+        par0,
+        torch.full((12,), 1e-6),
+        tol=1e-3,
+        max_iter=100,
+        budget=3 * 300 * 15,
+    )
+    assert torch.equal(std.features, before)
+
+
+@pytest.mark.parametrize("n", [2000, 512, 301, 1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mean_log_equals_the_mean_of_logs(n, dtype):
+    rng = np.random.default_rng(n)
+    for bound in (1.0, 2.0, 8.0, 40.0):
+        norm = torch.as_tensor(1 + (bound - 1) * rng.random((5, n)), dtype=dtype)
+        norm[:, 0] = bound  # the largest value allowed, so the products' range is exercised
+        got = em.mean_log(norm, bound)
+        want = torch.log(norm.double()).mean(dim=1)
+        tol = 1e-6 if dtype == torch.float32 else 1e-13
+        np.testing.assert_allclose(got.double(), want, rtol=0, atol=tol)
+
+
+def test_final_pass_labels_take_the_first_of_tied_components():
+    points, _ = make_filter_points(4, 200, random_state=8)
+    std = em.standardize(points, torch.float64, torch.device("cpu"))
+    u = torch.as_tensor(np.random.RandomState(2).random_sample((4, em.n_uniforms(3))))
+    seeds = em.kmeanspp_seeds(std.features, 3, u)
+    par = em.kmeans_init(
+        std.features,
+        torch.arange(4),
+        seeds,
+        torch.full((4,), 1e-6),
+        max_lloyd=1,
+        budget=em.CPU_BUDGET,
+    )
+    par[:2, :, 2] = par[:2, :, 0]  # filters 0 and 1: components 0 and 2 are identical
+    fin = em.final_pass(std.features, torch.arange(4), par, budget=em.CPU_BUDGET)
+    rel, _ = em.relative_log2_density(par, std.features)
+    want = np.argmax(rel.numpy(), axis=1)  # numpy's argmax takes the first maximum too
+    np.testing.assert_array_equal(fin.labels.numpy(), want)
+    assert not (fin.labels[:2] == 2).any()  # ties went to component 0
+    assert (fin.labels[:2] == 0).any()
+    onehot = np.eye(3)[want].transpose(0, 2, 1)
+    stats = np.einsum("wjn,wkn->wjk", std.features.numpy(), onehot)
+    np.testing.assert_allclose(fin.label_stats.numpy(), stats, rtol=1e-12, atol=1e-9)

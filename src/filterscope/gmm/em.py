@@ -20,22 +20,28 @@ problems are solved together:
 * **M-step by one more matmul.** Responsibility-weighted sufficient statistics are
   ``phi @ R.T`` (W, 6, K): counts, first and second moments, from which weights, means and
   covariances follow exactly as in scikit-learn (``nk + 10 eps``, ``reg_covar`` on the diagonal).
+* **Cheap log-likelihood.** Each point's normaliser lies in ``[1, K]`` after the max is
+  subtracted, so the mean of their logs is taken over products of 16–32 of them
+  (:func:`mean_log`): ``log`` costs more than ten multiplications on CPU.
 * **A pool of slots.** Problems stream through a fixed-width working set; as soon as a problem
   converges (``|Δ mean log-likelihood| < tol``, scikit-learn's rule) its slot is refilled with
   the next one. Cost follows the mean iteration count, the working set stays cache-sized on a
-  CPU, and Python overhead is paid per batch, not per filter. The final E-step (labels and the
-  final log-likelihood) runs afterwards over full batches.
+  CPU, and Python overhead is paid per batch, not per filter. With one initialisation per
+  filter a refill copies the features straight from the input (no gather). The final E-step
+  (labels and the final log-likelihood) runs afterwards over full batches; its one-hot labels
+  are one comparison with 0 (each point's largest relative term is exactly 0), and the label
+  index and the tie check come from one small matmul.
 * **Initialisation**, a batched version of what ``init_params="kmeans"`` does in scikit-learn:
   greedy k-means++ seeding with :data:`N_LOCAL_TRIALS` local trials, one seeding per filter
   shared by every K (the first K of K = 8's centres are a valid k-means++ seeding for K), then
   :data:`MAX_LLOYD` (one) Lloyd iteration (an empty cluster keeps its centre), then weights,
-  means and covariances from the hard labels of the final centres.
+  means and covariances from the hard labels of the final centres, all in full batches.
   scikit-learn runs Lloyd to convergence; on synthetic filters the final EM log-likelihoods of
   both are statistically indistinguishable (``tests/test_gmm_em.py``).
 
 Index reductions over a short middle dimension (``argmax(dim=1)``) and broadcasts of a stride-0
 innermost dimension are one to two orders of magnitude slower than plain elementwise work in
-torch on CPU; the code avoids both (see :func:`first_max`).
+torch on CPU; the code avoids both (see :func:`first_max`, used only to break exact ties).
 
 This module knows nothing about filters, logs or selection rules.
 """
@@ -93,25 +99,26 @@ def standardize(points: np.ndarray, dtype: torch.dtype, device: torch.device) ->
     """Centre and scale each filter's points (statistics in float64) and build the features.
 
     A filter is dead when its spread is at the level of the input's own rounding
-    (``s <= 8 eps max|x|``), e.g. a constant feature map.
+    (``s <= 8 eps max|x|``), e.g. a constant feature map. Runs in torch on ``device``.
     """
-    pts = np.asarray(points)
-    eps = np.finfo(pts.dtype if pts.dtype.kind == "f" else np.float64).eps
-    pts = pts.astype(np.float64)
-    centre = pts.mean(axis=1)
-    diff = pts - centre[:, None, :]
-    scale = np.sqrt((diff**2).mean(axis=(1, 2)))
-    dead = scale <= 8 * eps * np.abs(pts).max(axis=(1, 2))
-    safe = np.where(dead, 1.0, scale)
-    xs = np.where(dead[:, None, None], 0.0, diff / safe[:, None, None])
+    src = torch.as_tensor(np.asarray(points) if not torch.is_tensor(points) else points)
+    eps = torch.finfo(src.dtype if src.is_floating_point() else torch.float64).eps
+    pts = src.to(device=device, dtype=torch.float64, copy=True)
+    top = pts.abs().amax(dim=(1, 2))
+    centre = pts.mean(dim=1)
+    diff = pts.sub_(centre[:, None, :])  # pts is our own copy: reuse it
+    scale = diff.square().mean(dim=(1, 2)).sqrt_()
+    dead = scale <= 8 * eps * top
+    safe = torch.where(dead, 1.0, scale)
+    xs = diff.div_(safe[:, None, None]).masked_fill_(dead[:, None, None], 0.0)
     # Coordinates below 1e-15 become 0, so no feature (x², xy, y²) is a subnormal float: one
     # would make the matmuls crawl (subnormal arithmetic is about a hundred times slower).
-    xs[np.abs(xs) < 1e-15] = 0.0
+    xs.masked_fill_(xs.abs() < 1e-15, 0.0)
     return Standardized(
-        features=make_features(torch.as_tensor(xs, dtype=dtype, device=device)),
-        centre=centre,
-        scale=np.where(dead, 0.0, scale),
-        dead=dead,
+        features=make_features(xs.to(dtype)),
+        centre=centre.cpu().numpy(),
+        scale=torch.where(dead, 0.0, scale).cpu().numpy(),
+        dead=dead.cpu().numpy(),
     )
 
 
@@ -145,17 +152,23 @@ def coefficients(par: torch.Tensor) -> torch.Tensor:
 
 
 def relative_log2_density(
-    par: torch.Tensor, feats: torch.Tensor, out: torch.Tensor | None = None
+    par: torch.Tensor,
+    feats: torch.Tensor,
+    out: torch.Tensor | None = None,
+    top: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``log2(w_k N_k(x_n))`` minus its maximum over k, (W, K, N), and that maximum (W, N).
 
     One ``bmm`` of base-2 coefficients by the features, one fast ``amax`` and one subtraction;
     the maximum entry of every point is exactly 0 afterwards. ``out`` receives the result
-    (reusing one buffer avoids page-faulting fresh memory every iteration).
+    and ``top`` (W, N) the maximum (reusing buffers avoids page-faulting fresh memory every
+    iteration); both are allocated when not given.
     """
     coef = coefficients(par).mul_(_LOG2E).transpose(1, 2)
     logd = torch.bmm(coef, feats, out=out)
-    top = logd.amax(dim=1)
+    if top is None:
+        top = torch.empty(feats.shape[0], feats.shape[2], dtype=feats.dtype, device=feats.device)
+    torch.amax(logd, dim=1, out=top)
     return logd.sub_(top[:, None, :]), top
 
 
@@ -175,6 +188,23 @@ def e_step(
     dens.clamp_min_(EXP2_FLOOR[dens.dtype]).exp2_()
     norm = dens.sum(dim=1)
     return dens, norm, torch.log(norm).add_(top, alpha=_LN2)
+
+
+def mean_log(norm: torch.Tensor, bound: float) -> torch.Tensor:
+    """``log(norm).mean(dim=1)`` for ``norm`` (W, N) with entries in ``[1, bound]``.
+
+    ``log`` costs more than ten multiplications on CPU, so values are first multiplied in pairs
+    (halving N while it is even) as long as the products stay far inside the dtype's range; the
+    log then runs on N/16 or N/32 products. Rounding: about ``2^h`` ulps per product of ``2^h``
+    values, i.e. ~1e-6 nats per product in float32 and far below tolerance for the mean.
+    """
+    limit = 2.0**100 if norm.dtype == torch.float32 else 2.0**1000
+    p, b, n = norm, max(float(bound), 2.0), norm.shape[1]
+    while p.shape[1] % 2 == 0 and b * b < limit:
+        h = p.shape[1] // 2
+        p = p[:, :h] * p[:, h:]
+        b *= b
+    return torch.log(p).sum(dim=1).div_(n)
 
 
 def m_step(stats: torch.Tensor, reg: torch.Tensor, n_samples: int | None = None) -> torch.Tensor:
@@ -224,11 +254,32 @@ def one_hot_nearest(centres: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
     # ||x - c||² - ||x||² = ||c||² - 2 c·x is linear in the features [1, x, y]
     coef = torch.cat([(centres * centres).sum(-1, keepdim=True), -2 * centres], dim=-1)
     d = torch.bmm(coef, feats[:, :3])
-    return torch.sub(d.amin(dim=1, keepdim=True), d).sign_().add_(1)
+    return torch.eq(d, d.amin(dim=1, keepdim=True), out=d)
 
 
 # ---------------------------------------------------------------------------------------------
 # The slot pool.
+
+
+def _taker(
+    feats: torch.Tensor, problem_filter: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``take(pids)``: the features of problems ``pids`` (consecutive ids, as the pool loads them).
+
+    With one problem per filter in filter order (``n_init=1``) this is a view of a slice, so a
+    load copies the features once, into the slots, instead of gathering them first.
+    """
+    p = problem_filter.numel()
+    identity = p == feats.shape[0] and torch.equal(problem_filter, torch.arange(p))
+
+    def take(pids: torch.Tensor) -> torch.Tensor:
+        if identity and pids.numel():
+            a = int(pids[0])
+            return feats[a : a + pids.numel()]
+        return feats[problem_filter[pids].to(feats.device)]
+
+    return take
+
 
 State = dict[str, torch.Tensor]
 
@@ -243,7 +294,7 @@ def run_pool(
     """Stream ``n_problems`` through a working set of ``width`` slots.
 
     ``load(pids)`` returns the initial state of problems ``pids`` (every tensor's first dim is
-    the slot, and ``"pid"`` holds the problem ids); ``step(state)`` advances every slot once and
+    the slot, and ``"pid"`` holds the problem ids; views of the caller's tensors are fine); ``step(state)`` advances every slot once and
     returns the new state and a bool mask of finished slots; ``finish(state, slots)`` stores the
     results of the finished slots. Finished slots are refilled in place with the next problems.
     Once the queue is empty, freed slots idle (``pid`` -1, results ignored) until a quarter of
@@ -253,7 +304,8 @@ def run_pool(
     if n_problems == 0:
         return
     nxt = min(width, n_problems)
-    state = load(torch.arange(nxt))
+    # the working set is written in place: copy, in case ``load`` returned views of its inputs
+    state = {key: value.clone() for key, value in load(torch.arange(nxt)).items()}
     idle = 0
     while True:
         state, done = step(state)
@@ -285,7 +337,7 @@ def pool_width(n_samples: int, n_components: int, budget: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# EM, Lloyd and the final pass over pools.
+# EM over pools; the final pass and the initialisation over full batches.
 
 
 @dataclass
@@ -337,26 +389,34 @@ def em_pool(
         out.par.copy_(par0)
         return out
 
+    take = _taker(feats, problem_filter)
+
     def load(pids: torch.Tensor) -> State:
         f = problem_filter[pids].to(dev)
         return {
             "pid": pids.to(dev),
-            "feats": feats[f],
+            "feats": take(pids),
             "reg": reg[f],
             "par": par0[pids.to(dev)],
             "lb": torch.full((pids.numel(),), -math.inf, dtype=dt, device=dev),
             "it": torch.zeros(pids.numel(), dtype=torch.long, device=dev),
         }
 
-    width = pool_width(feats.shape[2], k, budget)
-    dens_buf = torch.empty(width, k, feats.shape[2], dtype=dt, device=dev)
-    feat_buf = torch.empty(width if k >= 6 else 0, 6, feats.shape[2], dtype=dt, device=dev)
+    n = feats.shape[2]
+    width = pool_width(n, k, budget)
+    dens_buf = torch.empty(width, k, n, dtype=dt, device=dev)
+    feat_buf = torch.empty(width if k >= 6 else 0, 6, n, dtype=dt, device=dev)
+    point_buf = torch.empty(2, width, n, dtype=dt, device=dev)  # top, norm
 
     def step(st: State) -> tuple[State, torch.Tensor]:
         x = st["feats"]
         w = x.shape[0]
-        dens, norm, logp = e_step(st["par"], x, out=dens_buf[:w])
-        lb = logp.mean(dim=1)
+        top, norm = point_buf[:, :w]
+        dens, _ = relative_log2_density(st["par"], x, out=dens_buf[:w], top=top)
+        dens.clamp_min_(EXP2_FLOOR[dt]).exp2_()
+        torch.sum(dens, dim=1, out=norm)
+        # mean log-likelihood: mean(log norm) + ln 2 · mean(top); every norm is in [1, K]
+        lb = mean_log(norm, k).add_(top.mean(dim=1), alpha=_LN2)
         # responsibilities r = dens / norm: divide whichever has fewer rows, dens or features
         if k < 6:
             stats = torch.bmm(x, dens.div_(norm[:, None, :]).transpose(1, 2))
@@ -398,22 +458,38 @@ def final_pass(
     """Labels, log-likelihood and label statistics of fitted problems, in full batches."""
     n_problems, _, k = par.shape
     n = feats.shape[2]
-    dev = feats.device
+    dev, dt = feats.device, feats.dtype
     out = FinalPass(
         labels=torch.empty(n_problems, n, dtype=torch.int8, device=dev),
-        loglik=torch.empty(n_problems, dtype=feats.dtype, device=dev),
+        loglik=torch.empty(n_problems, dtype=dt, device=dev),
         label_stats=torch.empty(n_problems, 6, k, dtype=torch.float64, device=dev),
     )
-    width = pool_width(n, k, budget)
+    width = min(pool_width(n, k, budget), n_problems)
+    take = _taker(feats, problem_filter)
+    rel_buf = torch.empty(width, k, n, dtype=dt, device=dev)
+    hot_buf = torch.empty(width, k, n, dtype=dt, device=dev)
+    point_buf = torch.empty(2, width, n, dtype=dt, device=dev)
+    # [1, ..., 1] and [0, 1, ..., K-1]: one bmm with the one-hot counts the maxima and sums their index
+    count_index = torch.stack([torch.ones(k, dtype=dt), torch.arange(k, dtype=dt)]).to(dev)
+    count_index = count_index.expand(width, 2, k).contiguous()
     for i in range(0, n_problems, width):
         sl = slice(i, min(i + width, n_problems))
-        x = feats[problem_filter[sl].to(dev)]
-        rel, top = relative_log2_density(par[sl], x)
-        labels, onehot = first_max(rel)
-        norm = rel.clamp_min_(EXP2_FLOOR[rel.dtype]).exp2_().sum(dim=1)
-        out.loglik[sl] = torch.log(norm).add_(top, alpha=_LN2).mean(dim=1)
+        w = sl.stop - sl.start
+        x = take(torch.arange(sl.start, sl.stop))
+        top, norm = point_buf[:, :w]
+        rel, _ = relative_log2_density(par[sl], x, out=rel_buf[:w], top=top)
+        # the largest term of every point is exactly 0: its one-hot is one comparison
+        onehot = torch.eq(rel, 0, out=hot_buf[:w])
+        count, index = torch.bmm(count_index[:w], onehot).unbind(dim=1)
+        if bool((count != 1).any()):  # a tie: argmax takes the first maximum
+            labels, onehot = first_max(rel.clone())
+        else:
+            labels = index
         out.labels[sl] = labels.to(torch.int8)
         out.label_stats[sl] = torch.bmm(x, onehot.transpose(1, 2))
+        rel.clamp_min_(EXP2_FLOOR[dt]).exp2_()
+        norm = torch.sum(rel, dim=1, out=norm)
+        out.loglik[sl] = mean_log(norm, k).add_(top.mean(dim=1), alpha=_LN2)
     return out
 
 
@@ -454,70 +530,42 @@ def kmeanspp_seeds(feats: torch.Tensor, n_clusters: int, uniforms: torch.Tensor)
     return centres
 
 
-def lloyd_pool(
-    feats: torch.Tensor,
-    problem_filter: torch.Tensor,
-    centres0: torch.Tensor,
-    *,
-    max_iter: int,
-    budget: int,
-) -> torch.Tensor:
-    """Lloyd's k-means from given centres (P, K, 2); returns the final centres.
-
-    Stops when the summed squared centre shift is at most ``1e-4`` (unchanged labels give a
-    zero shift) or after ``max_iter`` iterations.
-    """
-    n_problems, k, _ = centres0.shape
-    dev = feats.device
-    out = centres0.clone()
-
-    def load(pids: torch.Tensor) -> State:
-        return {
-            "pid": pids.to(dev),
-            "feats": feats[problem_filter[pids].to(dev)],
-            "c": centres0[pids.to(dev)],
-            "it": torch.zeros(pids.numel(), dtype=torch.long, device=dev),
-        }
-
-    def step(st: State) -> tuple[State, torch.Tensor]:
-        x = st["feats"]
-        sums = torch.bmm(one_hot_nearest(st["c"], x), x[:, :3].transpose(1, 2))  # n, Σx, Σy
-        cnt = sums[..., :1]
-        # an empty cluster keeps its centre
-        c = torch.where(cnt > 0, sums[..., 1:3] / cnt.clamp_min(1), st["c"])
-        shift = ((c - st["c"]) ** 2).sum(dim=(1, 2))
-        it = st["it"] + 1
-        return dict(st, c=c, it=it), (shift <= 1e-4) | (it >= max_iter)
-
-    def finish(st: State, slots: torch.Tensor) -> None:
-        out[st["pid"][slots]] = st["c"][slots]
-
-    if max_iter > 0:
-        run_pool(n_problems, pool_width(feats.shape[2], k, budget), load, step, finish)
-    return out
-
-
 def kmeans_init(
     feats: torch.Tensor,
     problem_filter: torch.Tensor,
-    centres: torch.Tensor,
+    seeds: torch.Tensor,
     reg: torch.Tensor,
     *,
+    max_lloyd: int,
     budget: int,
 ) -> torch.Tensor:
-    """Initial packed parameters (P, 6, K) from the hard labels of the nearest centres.
+    """Initial packed parameters (P, 6, K) from k-means seeds (P, K, 2), in full batches.
 
-    Like scikit-learn's ``_initialize`` with one-hot responsibilities: weights ``nk / N``.
-    ``reg`` is per problem (P,).
+    First up to ``max_lloyd`` Lloyd iterations from the seeds (an empty cluster keeps its
+    centre; a problem stops once its summed squared centre shift is at most ``1e-4``), then, like
+    scikit-learn's ``_initialize`` with one-hot responsibilities, weights ``nk / N``, means and
+    covariances from the hard labels of the final centres. ``reg`` is per problem (P,).
     """
-    n_problems, k, _ = centres.shape
+    n_problems, k, _ = seeds.shape
     n = feats.shape[2]
     out = torch.empty(n_problems, 6, k, dtype=feats.dtype, device=feats.device)
     width = pool_width(n, k, budget)
+    take = _taker(feats, problem_filter)
     for i in range(0, n_problems, width):
         sl = slice(i, min(i + width, n_problems))
-        x = feats[problem_filter[sl].to(feats.device)]
-        stats = torch.bmm(x, one_hot_nearest(centres[sl], x).transpose(1, 2))
+        x = take(torch.arange(sl.start, sl.stop))
+        c = seeds[sl]
+        done = torch.zeros(c.shape[0], dtype=torch.bool, device=c.device)
+        for _ in range(max_lloyd):
+            sums = torch.bmm(one_hot_nearest(c, x), x[:, :3].transpose(1, 2))  # n, Σx, Σy
+            cnt = sums[..., :1]
+            new = torch.where(cnt > 0, sums[..., 1:3] / cnt.clamp_min(1), c)
+            shift = ((new - c) ** 2).sum(dim=(1, 2))
+            c = torch.where(done[:, None, None], c, new)
+            done |= shift <= 1e-4
+            if bool(done.all()):
+                break
+        stats = torch.bmm(x, one_hot_nearest(c, x).transpose(1, 2))
         out[sl] = m_step(stats, reg[sl], n_samples=n)
     return out
 
@@ -692,18 +740,19 @@ def fit_chunk(
     problem_filter = torch.arange(live.size * n_init) // n_init
     u = torch.as_tensor(uniforms[live].reshape(live.size * n_init, -1))
     step = max(1, budget // (n * (6 + N_LOCAL_TRIALS)))
+    take = _taker(feats, problem_filter)
+    n_p = problem_filter.numel()
     seeds = torch.cat(
         [
-            kmeanspp_seeds(feats[problem_filter[i : i + step].to(dev)], k_max, u[i : i + step])
-            for i in range(0, problem_filter.numel(), step)
+            kmeanspp_seeds(take(torch.arange(i, min(i + step, n_p))), k_max, u[i : i + step])
+            for i in range(0, n_p, step)
         ]
     )
     reg_p = reg[problem_filter.to(dev)]
     for j, k in enumerate(ks):
-        centres = lloyd_pool(
-            feats, problem_filter, seeds[:, :k].contiguous(), max_iter=max_lloyd, budget=budget
+        par0 = kmeans_init(
+            feats, problem_filter, seeds[:, :k], reg_p, max_lloyd=max_lloyd, budget=budget
         )
-        par0 = kmeans_init(feats, problem_filter, centres, reg_p, budget=budget)
         fit = em_pool(feats, problem_filter, par0, reg, tol=tol, max_iter=max_iter, budget=budget)
         # scikit-learn keeps the initialisation with the largest lower bound
         best = fit.lower_bound.view(live.size, n_init).argmax(dim=1)
