@@ -531,7 +531,7 @@ def test_model_output_must_be_class_scores(tmp_path) -> None:
 
 @pytest.mark.parametrize("value", [0, -5, 2.5, True])
 def test_snapshot_every_must_be_a_positive_integer(tmp_path, value) -> None:
-    with pytest.raises(ValueError, match="snapshot_every must be a positive integer"):
+    with pytest.raises(fs.InvalidParameterError, match="snapshot_every must be a positive integer"):
         fs.Recorder(TinyCNN(), tmp_path / "run", snapshot_every=value)
     assert not (tmp_path / "run").exists()
 
@@ -545,7 +545,7 @@ def test_a_failed_start_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
     with pytest.raises(OSError, match="disk full"):
         fs.Recorder(TinyCNN(), tmp_path / "run")
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ValueError, match="mode must be"):
+    with pytest.raises(fs.InvalidParameterError, match="mode must be"):
         fs.Recorder(TinyCNN(), tmp_path / "run", mode="x")
 
 

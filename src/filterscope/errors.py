@@ -11,6 +11,10 @@ class FilterscopeError(Exception):
     """Base class of every error filterscope raises on purpose."""
 
 
+class InvalidParameterError(FilterscopeError, ValueError):
+    """A parameter has a value outside its documented range (e.g. ``snapshot_every=0``)."""
+
+
 class InvalidModelError(FilterscopeError, ValueError):
     """The model cannot be recorded or analysed (e.g. it has no layers with weights)."""
 

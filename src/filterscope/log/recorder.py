@@ -22,7 +22,12 @@ import torch
 from torch import nn
 
 from filterscope._version import __version__
-from filterscope.errors import FilterscopeError, InvalidDataError, InvalidModelError
+from filterscope.errors import (
+    FilterscopeError,
+    InvalidDataError,
+    InvalidModelError,
+    InvalidParameterError,
+)
 from filterscope.log.evaluation import (
     EvalSet,
     check_first_batch,
@@ -246,11 +251,11 @@ class Recorder:
             if value is None and name != "snapshot_every":
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+                raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}.")
         if self.mode not in (None, "w", "a"):
-            raise ValueError(f"mode must be None, 'w' or 'a', got {self.mode!r}.")
+            raise InvalidParameterError(f"mode must be None, 'w' or 'a', got {self.mode!r}.")
         if self.analyze_every is not None and self.analyze_data is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "analyze_every needs analyze_data: the samples whose feature maps the analysis "
                 "clusters."
             )

@@ -32,7 +32,12 @@ import zarr
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.storage import LocalStore
 
-from filterscope.errors import InvalidDataError, LogExistsError, LogFormatError
+from filterscope.errors import (
+    InvalidDataError,
+    InvalidParameterError,
+    LogExistsError,
+    LogFormatError,
+)
 from filterscope.log._zarrio import (
     PARTIAL_SUFFIX,
     array_meta,
@@ -340,7 +345,7 @@ class LogStore:
             ``mode="w"`` or ``"a"`` on something that is not an intact filterscope log.
         """
         if mode not in (None, "w", "a"):
-            raise ValueError(f"mode must be None, 'w' or 'a', got {mode!r}.")
+            raise InvalidParameterError(f"mode must be None, 'w' or 'a', got {mode!r}.")
         final = Path(path).absolute()
         exists = final.exists() and (not final.is_dir() or any(final.iterdir()))
         if exists and mode is None:
@@ -653,7 +658,7 @@ class LogStore:
     ) -> None:
         if dim not in TIME_CHUNKS or dim in ("step", "snapshot"):
             choices = sorted(set(TIME_CHUNKS) - {"step", "snapshot"})
-            raise ValueError(f"dim must be one of {choices}, got {dim!r}.")
+            raise InvalidParameterError(f"dim must be one of {choices}, got {dim!r}.")
         for vname, var in dataset.data_vars.items():
             if var.dtype.kind not in "biuf":
                 raise InvalidDataError(
