@@ -3,11 +3,18 @@
 Prints, per model, measured side by side in one run:
 
 * ``pca``: our batched randomized PCA of every filter's (N, H·W) maps vs a loop of
-  ``sklearn.decomposition.PCA(n_components=2)`` over the same maps (target ≥ 10×);
+  ``sklearn.decomposition.PCA(n_components=2)`` (default solver) over the same maps, one BLAS
+  thread (target ≥ 10×);
 * ``pipeline``: ``filterscope.gmm.extract`` (hooks + PCA) vs a plain hook-collection forward
   pass followed by the scikit-learn loop;
-* ``extract/forward``: ``extract`` time over a plain ``model(x)`` forward pass over the same
-  samples and batch size (target ≤ 1.5×).
+* ``extract/forward``: ``extract`` time over a plain ``model(x)`` forward pass (eval mode,
+  ``torch.no_grad()``) over the same samples and batch size (target ≤ 1.5×).
+
+Every time is the best of ``--repeats`` runs for both sides; within a repeat the contenders run
+one after the other, so that a busy stretch of a shared machine slows all of them alike. The
+PCA inputs are copied before each timed call, not inside it. The scikit-learn loop runs with one
+BLAS thread: with two (OpenBLAS's threads contending with torch's on a 2-core machine) it ran
+20–30× slower on the 512 × 256 and 512 × 1024 maps, which flattered the PCA ratio.
 
 ``--rss`` instead runs extraction of ``resnet50_like`` at 224² in a child process per N and
 reports its peak resident memory (``ru_maxrss``).
@@ -37,16 +44,31 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
+from threadpoolctl import threadpool_limits
 from torch import nn
 
+Timed = Callable[[], Any] | tuple[Callable[[], Any], Callable[[Any], Any]]
 
-def best_of(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
+
+def best_of(contenders: dict[str, Timed], repeats: int) -> dict[str, float]:
+    """Best time of each contender over ``repeats`` rounds, the contenders interleaved per round.
+
+    A contender is a function, or a pair ``(prepare, fn)`` timed as ``fn(prepare())`` with only
+    ``fn`` inside the timer (``prepare`` copies inputs that ``fn`` changes).
+    """
+    best = dict.fromkeys(contenders, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, contender in contenders.items():
+            if isinstance(contender, tuple):
+                prepare, fn = contender
+                arg = prepare()
+                start = time.perf_counter()
+                fn(arg)
+            else:
+                start = time.perf_counter()
+                contender()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def collect_maps(model: nn.Module, x: torch.Tensor, batch_size: int) -> dict[str, np.ndarray]:
@@ -66,9 +88,11 @@ def collect_maps(model: nn.Module, x: torch.Tensor, batch_size: int) -> dict[str
 
 
 def sklearn_loop(maps: dict[str, np.ndarray]) -> None:
-    for layer in maps.values():
-        for c in range(layer.shape[0]):
-            PCA(n_components=2, random_state=0).fit_transform(layer[c])
+    """What a user would write: scikit-learn's default PCA per filter, one BLAS thread."""
+    with threadpool_limits(limits=1):
+        for layer in maps.values():
+            for c in range(layer.shape[0]):
+                PCA(n_components=2, random_state=0).fit_transform(layer[c])
 
 
 def run_model(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> None:
@@ -87,20 +111,27 @@ def run_model(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> Non
         extract(model, x, n_samples=None, batch_size=batch, device="cpu")
 
     maps = collect_maps(model, x, batch)
-    tensors = {k: torch.from_numpy(v) for k, v in maps.items()}
+    tensors = [torch.from_numpy(v) for v in maps.values()]
     filters = sum(v.shape[0] for v in maps.values())
 
-    t_forward = best_of(forward, repeats)
-    t_extract = best_of(ours, repeats)
-    t_pca = best_of(lambda: [pca_2d(t.clone()) for t in tensors.values()], repeats)
-    t_sk_pca = best_of(lambda: sklearn_loop(maps), 1)
-    t_collect = best_of(lambda: collect_maps(model, x, batch), repeats)
+    def copies() -> list[torch.Tensor]:
+        return [t.clone() for t in tensors]  # pca_2d centres its input in place
+
+    def pca(inputs: list[torch.Tensor]) -> None:
+        for t in inputs:
+            pca_2d(t)
+
+    t = best_of({"forward": forward, "extract": ours}, repeats)
+    t |= best_of({"pca": (copies, pca), "sklearn": lambda: sklearn_loop(maps)}, repeats)
+    t |= best_of({"collect": lambda: collect_maps(model, x, batch)}, repeats)
+    sk_pipeline = t["collect"] + t["sklearn"]
     print(
         f"{name:<34} N={n:<4} filters={filters:<5} "
-        f"pca: sklearn {t_sk_pca:7.3f}s ours {t_pca:6.3f}s = {t_sk_pca / t_pca:5.1f}x | "
-        f"pipeline: sklearn {t_collect + t_sk_pca:7.3f}s extract {t_extract:6.3f}s = "
-        f"{(t_collect + t_sk_pca) / t_extract:5.1f}x | "
-        f"forward {t_forward:6.3f}s extract/forward = {t_extract / t_forward:4.2f}x",
+        f"pca: sklearn {t['sklearn']:7.3f}s ours {t['pca']:6.3f}s = "
+        f"{t['sklearn'] / t['pca']:5.1f}x | "
+        f"pipeline: sklearn {sk_pipeline:7.3f}s extract {t['extract']:6.3f}s = "
+        f"{sk_pipeline / t['extract']:5.1f}x | "
+        f"forward {t['forward']:6.3f}s extract/forward = {t['extract'] / t['forward']:4.2f}x",
         flush=True,
     )
 

@@ -12,7 +12,8 @@ network's activations for all layers do not fit anywhere (ResNet-50: 42 MB per 2
 21 GB for N = 512). :func:`extract` therefore plans *groups* of consecutive layers (in execution
 order) whose buffers fit ``max_memory`` bytes, and runs one forward pass over the probe samples
 per group, stopped right after the group's last layer. Within a group all layers are captured
-in the same pass; after the pass each layer is reduced and its buffer freed.
+in the same pass, straight into preallocated ``(C, N, H·W)`` buffers; after the pass each layer
+is reduced and its buffer freed.
 
 * Small networks (every layer fits the budget) take one pass: extraction costs a forward pass
   plus the PCA.
@@ -23,8 +24,8 @@ in the same pass; after the pass each layer is reduced and its buffer freed.
 
 The default budget (2 GiB) keeps small networks at one pass, which matters more for time than
 the strict one-layer rule does for memory. Measured on a 2-core CPU with ``resnet50_like`` at
-224² (26,560 filters, batch 32): N = 64 took 2 passes and 2.81 GiB peak RSS, N = 128 3 passes
-and 2.84 GiB: the peak follows the budget, not N (``benchmarks/bench_extract.py --rss``).
+224² (26,560 filters, batch 32): N = 128 took 3 passes and 2.80 GiB peak RSS, N = 384 10 passes
+and 3.13 GiB: the peak follows the budget, not N (``benchmarks/bench_extract.py --rss``).
 """
 
 from __future__ import annotations
@@ -51,15 +52,23 @@ PCAMethod = Literal["randomized", "full"]
 #: Default byte budget for the activations held at once on the device (see the module docstring).
 DEFAULT_MAX_MEMORY = 2 * 1024**3
 
-# PCA solver settings (see pca_2d). On every filter of untrained LeNet-5, SimpleCNN and ResNet
-# networks (flat spectra, the hard case) the Gram path captured ≥ 99.999 % of the exact top-2
-# variance with 5 iterations (99.98 % with 4, 99.8 % with 2) and the range finder ≥ 99.98 %
-# (tests/test_gmm_extract.py compares with scikit-learn's exact PCA).
-_GRAM_MAX = 256  # Gram side up to which one Gram product + iterations beats working on X
-_GRAM_BYTES = 256 * 1024**2  # Gram workspace per chunk of filters
-_SUBSPACE = 12  # 2 wanted directions + 10 extra
-_GRAM_ITERATIONS = 5
-_X_ITERATIONS = 4
+# PCA solver settings (see pca_2d and docs/performance.md). At N = 512 every filter of LeNet-5
+# and SimpleCNN (real images) keeps ≥ 99.996 % of the exact top-2 variance, resnet18_small on
+# noise images (nearly flat spectra, the hard case) ≥ 95.1 % (the previous range finder with 10
+# passes: 99.99 % and 92.5 %; scikit-learn's default solver: 100 % and 96 %).
+_GRAM_MAX = 128  # Gram side up to which one Gram product beats the passes over X
+# Krylov blocks of 4 directions, 5 deep: 10 thin passes over X, 20 directions. A product with 4
+# columns takes about 60 % of the time of one with 16 (a quarter of the flops, at a lower rate),
+# so this is faster than 3 blocks of 16 and, of higher degree, more accurate where the spectrum
+# is flat: 95.1 % against 94.6 % (6 deep: 96.9 %, but 15 % slower).
+_BLOCK = 4
+_DEPTH = 5
+_RITZ = 8  # directions of the iterative solver for small symmetric problems
+_RITZ_STEPS = 4  # its subspace steps with the 4th power of the problem
+_EXACT_MAX = 16  # small problems up to this side are solved exactly
+# Filters reduced together: on a CPU a chunk stays in the cache across the passes over it.
+_CPU_CHUNK_BYTES = 8 * 1024**2
+_DEVICE_CHUNK_BYTES = 1024**3
 
 _NORMALISATION = (
     nn.modules.batchnorm._NormBase,
@@ -286,19 +295,23 @@ def pca_2d(
     """Reduce every filter's ``(N, H·W)`` feature maps to 2-D principal-component coordinates.
 
     Each filter's matrix ``X`` is centred over the samples (as scikit-learn's ``PCA`` does) and
-    projected onto its two leading principal axes, for all ``C`` filters at once. The solver
-    works on the smaller Gram matrix of each filter, ``XᵀX`` (H·W ≤ N) or ``XXᵀ`` (N < H·W),
-    of side ``D = min(N, H·W)``, which one efficient batched matrix product computes:
+    projected onto its two leading principal axes, for all ``C`` filters at once. With
+    ``D = min(N, H·W)``:
 
-    * ``D ≤ 256``: randomized subspace iteration on the Gram (12 directions, 5 iterations,
-      then Rayleigh–Ritz; exact when ``D ≤ 12``), far cheaper than a full eigendecomposition;
-    * larger ``D``: a randomized range finder on ``X`` itself (12 directions, 4 power
-      iterations), which never forms a ``D × D`` matrix;
+    * ``D ≤ 128``: one batched product forms each filter's Gram matrix ``XᵀX`` (H·W ≤ N) or
+      ``XXᵀ`` (N < H·W), whose two leading eigenpairs are found exactly (``D ≤ 16``) or by
+      subspace iteration on its 4th power (8 directions, 4 steps, then Rayleigh–Ritz; where
+      the second eigenvalue is below 6 % of the first, again after deflating the first);
+    * larger ``D``: a randomized block Krylov method on ``X`` itself, started from 4 of the
+      samples (5 blocks of 4 directions, 10 thin passes over ``X``, then Rayleigh–Ritz on the
+      20 directions), which never forms a ``D × D`` matrix;
     * ``method="full"``: the exact eigendecomposition of the Gram (float64), for reference.
 
-    The random directions depend only on ``random_state`` and the matrix sizes, so a filter gets
-    the same coordinates whether it is reduced alone or together with others. Sign convention:
-    along each component, the sample farthest from the mean has a positive coordinate.
+    Filters are processed in chunks (on a CPU, a few MiB that stay in the cache across the
+    passes). The random choices depend only on ``random_state`` and the matrix sizes, so a
+    filter gets the same coordinates whether it is reduced alone or together with others. Sign
+    convention: along each component, the sample farthest from the mean has a positive
+    coordinate.
 
     Parameters
     ----------
@@ -307,7 +320,7 @@ def pca_2d(
     method : {"randomized", "full"}, default="randomized"
         Solver, see above.
     random_state : int or None, default=0
-        Seed of the random directions (None: 0).
+        Seed of the random choices (None: 0).
 
     Returns
     -------
@@ -316,6 +329,11 @@ def pca_2d(
     explained : torch.Tensor
         ``(C,)`` float32 fraction of each filter's total variance captured by the two
         components; NaN for a filter whose maps do not vary over the samples.
+
+    Raises
+    ------
+    NonFiniteError
+        When a filter's maps hold NaN or Inf.
 
     Examples
     --------
@@ -332,26 +350,73 @@ def pca_2d(
         )
     if method not in ("randomized", "full"):
         raise InvalidDataError(f"pca must be 'randomized' or 'full', got {method!r}.")
+    return _reduce(maps, method, random_state, layer=None)
+
+
+def _reduce(
+    maps: torch.Tensor, method: PCAMethod, random_state: int | None, layer: str | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = maps if maps.dtype == torch.float32 else maps.float()
     c, n, hw = x.shape
-    x -= x.mean(dim=1, keepdim=True)
     seed = 0 if random_state is None else int(random_state)
     side = min(n, hw)
-    if method == "randomized" and side > _GRAM_MAX:
-        coords = _range_finder_coords(x, seed)
+    krylov = method == "randomized" and side > _GRAM_MAX
+    per_filter = 4 * n * hw if krylov else 4 * n * hw + 32 * side * side  # data + Gram workspace
+    budget = _CPU_CHUNK_BYTES if x.device.type == "cpu" else _DEVICE_CHUNK_BYTES
+    chunks = -(-c // max(1, budget // per_filter))
+    step = -(-c // chunks)  # chunks of equal size
+    total = x.new_empty(c)
+    parts: list[torch.Tensor] = []
+    smalls: list[torch.Tensor] = []
+    for start in range(0, c, step):
+        chunk = x[start : start + step]
+        # One pass brings the chunk into the cache; the later passes find it there.
+        chunk -= chunk.mean(dim=1, keepdim=True)
+        sq = torch.linalg.vector_norm(chunk, dim=(1, 2)).square()
+        if not bool(torch.isfinite(sq).all()):
+            raise _non_finite(x, start, sq, layer)
+        total[start : start + step] = sq
+        if krylov:
+            basis, small = _krylov(chunk, seed)
+            parts.append(basis)
+            smalls.append(small)
+        else:
+            parts.append(_gram_coords(chunk, method == "full", seed))
+    if krylov:
+        # The small Rayleigh–Ritz problems of all chunks at once: one call per step.
+        values, vectors = _top_eigenpairs(torch.cat(smalls), False, seed)
+        weights = (vectors * values.clamp(min=0).sqrt().unsqueeze(1)).to(x.dtype)
+        coords = torch.bmm(torch.cat(parts), weights)
     else:
-        # Chunks of filters bound the Gram workspace (C·D² floats).
-        step = max(1, _GRAM_BYTES // (4 * side * side))
-        exact = method == "full"
-        coords = torch.cat([_gram_coords(x[i : i + step], exact, seed) for i in range(0, c, step)])
+        coords = torch.cat(parts)
     if coords.shape[-1] < 2:  # one pixel per map: the second axis does not exist, pad with 0
         coords = torch.cat([coords, coords.new_zeros(c, n, 2 - coords.shape[-1])], dim=-1)
+    # A filter whose maps are equal for every sample (e.g. a dead ReLU channel) has no
+    # principal axes: its samples all sit at the origin (the eigensolvers would give 0/0).
+    coords = torch.where((total > 0)[:, None, None], coords, torch.zeros_like(coords))
     peak = coords.abs().argmax(dim=1, keepdim=True)
     coords = torch.where(coords.gather(1, peak) < 0, -coords, coords)
-    total = torch.linalg.vector_norm(x, dim=(1, 2)).square()
     captured = coords.square().sum(dim=(1, 2))
     explained = torch.where(total > 0, captured / total, torch.full_like(total, float("nan")))
     return coords, explained
+
+
+def _non_finite(x: torch.Tensor, start: int, sq: torch.Tensor, layer: str | None) -> NonFiniteError:
+    """The error for a chunk whose sum of squares is NaN or Inf (the rest is not centred yet)."""
+    channel = start + int(torch.nonzero(~torch.isfinite(sq))[0, 0])
+    rest = x[start + len(sq) :]
+    count = int((~torch.isfinite(sq)).sum()) + int((~torch.isfinite(rest.sum(dim=(1, 2)))).sum())
+    where = f"layer {layer!r}, filter {channel}" if layer is not None else f"filter {channel}"
+    if bool(torch.isfinite(x[channel]).all()):
+        return NonFiniteError(
+            f"{where}: the feature maps are too large for float32 statistics (their sum of "
+            "squares overflows); check the model's weights and the inputs' scale."
+        )
+    scope = " of this layer" if layer is not None else ""
+    return NonFiniteError(
+        f"{where} produced NaN or Inf feature maps ({count} filter(s){scope} are affected); "
+        "check the model's weights (e.g. a diverged training run) and the inputs' scale."
+    )
 
 
 def _directions(rows: int, cols: int, seed: int, like: torch.Tensor) -> torch.Tensor:
@@ -360,53 +425,114 @@ def _directions(rows: int, cols: int, seed: int, like: torch.Tensor) -> torch.Te
     return torch.randn(rows, cols, generator=generator).to(device=like.device, dtype=like.dtype)
 
 
+def _orthonormal(y: torch.Tensor, passes: int = 2) -> torch.Tensor:
+    """Orthonormal float64 columns spanning ``y``'s (C, D, k) columns: Cholesky QR in float64;
+    a second pass restores the orthogonality the first loses to rounding, and a tiny diagonal
+    shift keeps rank-deficient blocks finite."""
+    y = y.double()
+    eye = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
+    for _ in range(passes):
+        gram = torch.bmm(y.mT, y)
+        shift = gram.diagonal(dim1=1, dim2=2).sum(-1) * 1e-13 + 1e-200
+        factor = torch.linalg.cholesky_ex(gram + eye * shift[:, None, None]).L
+        inverse = torch.linalg.solve_triangular(factor, eye.expand_as(factor), upper=False)
+        y = torch.bmm(y, inverse.mT)
+    return y
+
+
+def _krylov(x: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block Krylov basis ``Q`` (C, N, k·d) of centred ``x`` (C, N, HW) and the Rayleigh–Ritz
+    matrix ``Qᵀ X Xᵀ Q`` (C, k·d, k·d, float64), for blocks of k = 4 directions, d = 5 deep.
+
+    ``Q`` spans ``(X Xᵀ)ⁱ S`` for i = 1..d and k randomly chosen samples ``S``: 2·d passes over
+    ``X`` (the products ``Qᵀ X`` are needed anyway for the next block).
+    """
+    n = x.shape[1]
+    # The first block starts from samples themselves: X Xᵀ applied to them costs one pass,
+    # where random sample weights would cost two, and captures as much.
+    picked = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:_BLOCK]
+    rows = x[:, picked.sort().values.to(x.device)]  # (C, k, HW)
+    basis: torch.Tensor | None = None
+    blocks = []
+    for _ in range(_DEPTH):
+        y = torch.bmm(x, rows.mT)  # X Xᵀ · previous block
+        scale = torch.linalg.vector_norm(y, dim=1).amax(dim=1)
+        if basis is not None:
+            for _ in range(2):  # block Gram–Schmidt against the earlier blocks, twice
+                y = y - torch.bmm(basis, torch.bmm(basis.mT, y))
+        q, r = torch.linalg.qr(y)
+        # Directions that were only rounding noise (the Krylov space ran out) are dropped.
+        keep = r.diagonal(dim1=1, dim2=2).abs() > 1e-5 * scale.unsqueeze(1)
+        q = q * keep.unsqueeze(1)
+        basis = q if basis is None else torch.cat([basis, q], dim=2)
+        rows = torch.bmm(q.mT, x)  # Qᵀ X
+        blocks.append(rows)
+    assert basis is not None
+    projected = torch.cat(blocks, dim=1)
+    return basis, torch.bmm(projected, projected.mT).double()
+
+
 def _gram_coords(x: torch.Tensor, exact: bool, seed: int) -> torch.Tensor:
     n, hw = x.shape[1:]
     by_feature = hw <= n
-    xt = x.transpose(1, 2)
-    gram = torch.bmm(xt, x) if by_feature else torch.bmm(x, xt)
-    vectors, values = _top_eigenpairs(gram, exact, seed)
+    gram = torch.bmm(x.mT, x) if by_feature else torch.bmm(x, x.mT)
+    values, vectors = _top_eigenpairs(gram, exact, seed)
     if by_feature:
-        return torch.bmm(x, vectors)
+        # X·V, computed as (Vᵀ·Xᵀ)ᵀ: far faster than a two-column product on this layout.
+        return torch.bmm(vectors.mT.to(x.dtype), x.mT).mT
     # Eigenvectors of XXᵀ are the left singular vectors: the coordinates are U·σ.
-    return vectors * values.clamp(min=0).sqrt().unsqueeze(1)
+    return vectors.to(x.dtype) * values.clamp(min=0).sqrt().to(x.dtype).unsqueeze(1)
 
 
 def _top_eigenpairs(
-    gram: torch.Tensor, exact: bool, seed: int
+    matrix: torch.Tensor, exact: bool, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two leading eigenpairs of a batch of symmetric PSD matrices (fewer if D < 2)."""
-    side = gram.shape[-1]
+    """The two leading eigenpairs of a batch of symmetric PSD matrices (fewer if the side is
+    below 2), values descending: float64 ``(C, k)`` values and ``(C, D, k)`` vectors."""
+    side = matrix.shape[-1]
     k = min(2, side)
-    if exact:
-        values, vectors = torch.linalg.eigh(gram.double())
-    else:
-        basis = torch.linalg.qr(
-            torch.matmul(gram, _directions(side, min(side, _SUBSPACE), seed, gram))
-        ).Q
-        for _ in range(_GRAM_ITERATIONS):
-            basis = torch.linalg.qr(torch.bmm(gram, basis)).Q
-        # Rayleigh–Ritz: the exact eigenpairs of the Gram restricted to the subspace.
-        small = torch.bmm(basis.transpose(1, 2), torch.bmm(gram, basis)).double()
-        values, ritz = torch.linalg.eigh(small)
-        vectors = torch.bmm(basis.double(), ritz)
-    return (
-        vectors[..., -k:].flip(-1).to(gram.dtype),
-        values[..., -k:].flip(-1).to(gram.dtype),
-    )
+    if exact or side <= _EXACT_MAX:
+        values, vectors = torch.linalg.eigh(matrix.double())
+        return values[..., -k:].flip(-1), vectors[..., -k:].flip(-1)
+    values, vectors = _subspace_eigenpairs(matrix, seed)
+    # The 4th power keeps a second eigenvalue only down to ~eps^(1/4) of the first (2 % in
+    # float32). Where it is weaker, the second pair is found again with the first projected out.
+    weak = values[:, 1] < 3 * torch.finfo(matrix.dtype).eps ** 0.25 * values[:, 0]
+    if bool(weak.any()):
+        a = matrix[weak].double()
+        first = vectors[weak, :, :1]
+        projector = torch.eye(side, dtype=a.dtype, device=a.device) - first @ first.mT
+        second = projector @ _subspace_eigenpairs(projector @ a @ projector, seed)[1][..., :1]
+        second = second / torch.linalg.vector_norm(second, dim=1, keepdim=True).clamp(min=1e-150)
+        values[weak, 1] = (second.mT @ a @ second)[:, 0, 0]
+        vectors[weak, :, 1] = second[..., 0]
+    return values, vectors
 
 
-def _range_finder_coords(x: torch.Tensor, seed: int) -> torch.Tensor:
-    y = torch.matmul(x, _directions(x.shape[2], _SUBSPACE, seed, x))
-    xt = x.transpose(1, 2)
-    for _ in range(_X_ITERATIONS):
-        y = torch.bmm(x, torch.linalg.qr(torch.bmm(xt, torch.linalg.qr(y).Q)).Q)
-    basis = torch.linalg.qr(y).Q  # (C, N, q): spans the leading left singular vectors
-    small = torch.bmm(basis.transpose(1, 2), x)  # X ≈ basis · small
-    values, vectors = torch.linalg.eigh(torch.bmm(small, small.transpose(1, 2)).double())
-    top = vectors[..., -2:].flip(-1).to(x.dtype)
-    sigma = values[..., -2:].flip(-1).clamp(min=0).sqrt().to(x.dtype)
-    return torch.bmm(basis, top) * sigma.unsqueeze(1)
+def _subspace_eigenpairs(matrix: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    # Subspace iteration with the 4th power, then Rayleigh–Ritz on the 8 directions: a few
+    # small batched products instead of one slow eigensolver per matrix. Scaled by the
+    # Frobenius norm, the eigenvalues lie in [-1, 1] (a deflated matrix need not be PSD).
+    side = matrix.shape[-1]
+    scale = torch.linalg.matrix_norm(matrix).clamp(min=1e-30)[:, None, None]
+    a = matrix / scale
+    power = torch.bmm(a, a)
+    power = torch.bmm(power, power)
+    z = torch.matmul(power, _directions(side, _RITZ, seed, a))
+    for _ in range(_RITZ_STEPS - 1):  # one Cholesky QR pass keeps the block well conditioned
+        z = torch.bmm(power, _orthonormal(z, passes=1).to(a.dtype))
+    z = _orthonormal(z)
+    ritz = torch.linalg.eigh(torch.bmm(z.mT, torch.bmm(a, z.to(a.dtype)).double())).eigenvectors
+    vectors = torch.bmm(z, ritz[..., -2:].flip(-1))
+    # Where the block was rank deficient (e.g. a rank-one matrix), the shifted Cholesky QR
+    # leaves it short of orthonormal: make the two vectors orthonormal, the values their
+    # Rayleigh quotients (never above the true eigenvalues).
+    first = vectors[..., :1] / torch.linalg.vector_norm(vectors[..., :1], dim=1, keepdim=True)
+    second = vectors[..., 1:] - first * (first.mT @ vectors[..., 1:])
+    second = second / torch.linalg.vector_norm(second, dim=1, keepdim=True).clamp(min=1e-150)
+    vectors = torch.cat([first.nan_to_num(), second], dim=2)
+    values = (vectors * (a @ vectors.to(a.dtype)).double()).sum(dim=1) * scale[..., 0].double()
+    return values, vectors
 
 
 # --- extraction ----------------------------------------------------------------------------
@@ -544,8 +670,8 @@ def extract(
             for cap in sorted(group, key=lambda c: c.order):
                 assert cap.buffer is not None
                 maps, cap.buffer = cap.buffer, None
-                _check_finite_maps(maps, cap.layer)
-                coords, captured = pca_2d(maps, pca, random_state)
+                # Also checks the maps for NaN/Inf, naming the layer and filter.
+                coords, captured = _reduce(maps, pca, random_state, cap.layer)
                 del maps
                 results[cap.layer] = (coords.cpu().numpy(), captured.cpu().numpy())
                 report(cap.layer)
@@ -759,7 +885,7 @@ def _run_group(
     """One forward pass over the probe samples, filling the group's ``(C, N, H·W)`` buffers."""
     n = len(x)
     for cap in group:
-        cap.buffer = torch.empty(cap.channels, n, cap.features, device=device)
+        cap.buffer = torch.empty(cap.channels, n, cap.features, dtype=torch.float32, device=device)
     last = max(group, key=lambda c: c.order)
     by_module: dict[str, list[_Capture]] = {}
     for cap in group:
@@ -776,12 +902,13 @@ def _run_group(
             hit = [cap for cap in targets if cap.call == k]
             for cap in hit:
                 assert cap.buffer is not None
-                maps = torch.relu(output) if cap.relu else output
-                b = maps.shape[0]
-                # Copy straight into the (C, N, H·W) layout: no batch-sized temporary.
-                cap.buffer[:, start : start + b].view(cap.channels, b, *cap.spatial).copy_(
-                    maps.transpose(0, 1)
-                )
+                b = output.shape[0]
+                # Straight into the (C, N, H·W) layout: no batch-sized temporary.
+                view = cap.buffer[:, start : start + b].view(cap.channels, b, *cap.spatial)
+                if cap.relu and output.dtype == view.dtype:
+                    torch.clamp_min(output.transpose(0, 1), 0, out=view)
+                else:
+                    view.copy_((torch.relu(output) if cap.relu else output).transpose(0, 1))
             if any(cap is last for cap in hit):
                 raise _StopForward
 
@@ -800,20 +927,6 @@ def _run_group(
     finally:
         for handle in handles:
             handle.remove()
-
-
-def _check_finite_maps(maps: torch.Tensor, layer: str) -> None:
-    # The per-filter sum is non-finite exactly when a map holds NaN/Inf (or overflows float32),
-    # and costs one reduction instead of a full-size boolean temporary.
-    sums = maps.sum(dim=(1, 2))
-    bad = ~torch.isfinite(sums)
-    if bool(bad.any()):
-        channel = int(torch.nonzero(bad)[0, 0])
-        raise NonFiniteError(
-            f"layer {layer!r}, filter {channel} produced NaN or Inf feature maps "
-            f"({int(bad.sum())} filter(s) of this layer are affected); check the model's weights "
-            "(e.g. a diverged training run) and the inputs' scale."
-        )
 
 
 def _progress(progress: bool | Callable[[str], None], total: int) -> Callable[[str | None], None]:
