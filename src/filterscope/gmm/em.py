@@ -195,22 +195,39 @@ def relative_log2_density(
     return logd.sub_(top[:, None, :]), top
 
 
+def exp2_sum(rel: torch.Tensor, norm: torch.Tensor | None = None) -> torch.Tensor:
+    """Exponentiate relative log2 densities (W, K, N) in place; return their sum over K (W, N).
+
+    Clips at the floor first: exp2 of an underflowing input takes a slow path, and the floor
+    keeps every later product a normal number. A clipped term is below 2^floor of its point's
+    largest, far under the dtype's precision. ``norm`` receives the sum when given.
+    """
+    rel.clamp_min_(EXP2_FLOOR[rel.dtype]).exp2_()
+    return torch.sum(rel, dim=1, out=norm)
+
+
 def e_step(
-    par: torch.Tensor, feats: torch.Tensor, out: torch.Tensor | None = None
+    par: torch.Tensor,
+    feats: torch.Tensor,
+    out: torch.Tensor | None = None,
+    top: torch.Tensor | None = None,
+    norm: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One E-step for W problems.
 
-    Returns ``dens`` (W, K, N), proportional to the responsibilities (written into ``out`` when
-    given), ``norm`` (W, N), its sum over K (the caller divides by it), and ``logp`` (W, N),
-    each point's log-likelihood ``log sum_k w_k N_k(x)``.
+    Returns ``dens`` (W, K, N), proportional to the responsibilities, ``norm`` (W, N), its sum
+    over K (the caller divides by it), and ``top`` (W, N), each point's largest log2 term; a
+    point's log-likelihood is ``log(norm) + ln 2 · top`` (:func:`mean_loglik` averages it).
+    ``out``, ``top`` and ``norm`` are optional buffers for the results.
     """
-    dens, top = relative_log2_density(par, feats, out)
-    # Clip at the floor first: exp2 of an underflowing input takes a slow path, and the floor
-    # keeps every later product a normal number. A clipped term is below 2^floor of its
-    # point's largest, far under the dtype's precision.
-    dens.clamp_min_(EXP2_FLOOR[dens.dtype]).exp2_()
-    norm = dens.sum(dim=1)
-    return dens, norm, torch.log(norm).add_(top, alpha=_LN2)
+    dens, top = relative_log2_density(par, feats, out, top)
+    return dens, exp2_sum(dens, norm), top
+
+
+def mean_loglik(norm: torch.Tensor, top: torch.Tensor, n_components: int) -> torch.Tensor:
+    """Mean log-likelihood (W,) of each problem's points from an E-step's ``norm`` and ``top``:
+    ``mean(log norm) + ln 2 · mean(top)``; every ``norm`` lies in ``[1, K]``."""
+    return mean_log(norm, n_components).add_(top.mean(dim=1), alpha=_LN2)
 
 
 def mean_log(norm: torch.Tensor, bound: float) -> torch.Tensor:
@@ -439,12 +456,8 @@ def em_pool(
     def step(st: State) -> tuple[State, torch.Tensor]:
         x = st["feats"]
         w = x.shape[0]
-        top, norm = point_buf[:, :w]
-        dens, _ = relative_log2_density(st["par"], x, out=dens_buf[:w], top=top)
-        dens.clamp_min_(EXP2_FLOOR[dt]).exp2_()
-        torch.sum(dens, dim=1, out=norm)
-        # mean log-likelihood: mean(log norm) + ln 2 · mean(top); every norm is in [1, K]
-        lb = mean_log(norm, k).add_(top.mean(dim=1), alpha=_LN2)
+        dens, norm, top = e_step(st["par"], x, dens_buf[:w], *point_buf[:, :w])
+        lb = mean_loglik(norm, top, k)
         # responsibilities r = dens / norm: divide whichever has fewer rows, dens or features
         if k < 6:
             stats = torch.bmm(x, dens.div_(norm[:, None, :]).transpose(1, 2))
@@ -515,9 +528,7 @@ def final_pass(
             labels = index
         out.labels[sl] = labels.to(torch.int8)
         out.label_stats[sl] = torch.bmm(x, onehot.transpose(1, 2))
-        rel.clamp_min_(EXP2_FLOOR[dt]).exp2_()
-        norm = torch.sum(rel, dim=1, out=norm)
-        out.loglik[sl] = mean_log(norm, k).add_(top.mean(dim=1), alpha=_LN2)
+        out.loglik[sl] = mean_loglik(exp2_sum(rel, norm), top, k)
     return out
 
 
