@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from scipy import stats as st
 from sklearn.base import clone
 
 from filterscope.errors import InvalidDataError, NonFiniteError
+from filterscope.gmm import estimator
 from filterscope.gmm.estimator import FilterGMM
 from filterscope.gmm.synthetic import CLEAN_KINDS, make_filter_points
 
@@ -142,6 +145,28 @@ def test_numpy_torch_and_chunked_inputs_give_identical_results():
     assert not np.array_equal(other_seed.lower_bound_, ref.lower_bound_)
 
 
+def test_threaded_chunks_match_one_chunk_and_restore_torch_threads(monkeypatch):
+    points, _ = make_filter_points(10, 200, random_state=11)
+    one = FilterGMM(k_range=(1, 5), device="cpu", n_jobs=1).fit(points)
+    seen: list[tuple[int, int, int]] = []
+    fit_chunk = estimator._fit_chunk
+
+    def spy(pts, uniforms, **kwargs):
+        seen.append((threading.get_ident(), torch.get_num_threads(), len(pts)))
+        return fit_chunk(pts, uniforms, **kwargs)
+
+    monkeypatch.setattr(estimator, "_fit_chunk", spy)
+    before = torch.get_num_threads()
+    two = FilterGMM(k_range=(1, 5), device="cpu", n_jobs=2).fit(points)
+    assert torch.get_num_threads() == before
+    # two chunks of five filters, each fitted off the caller's thread with one torch thread
+    assert sorted(n for _, _, n in seen) == [5, 5]
+    assert all(ident != threading.get_ident() and nt == 1 for ident, nt, _ in seen)
+    np.testing.assert_array_equal(two.labels_, one.labels_)
+    np.testing.assert_array_equal(two.k_, one.k_)
+    np.testing.assert_allclose(two.loglik_, one.loglik_, rtol=1e-6)
+
+
 def test_n_init_keeps_the_best_lower_bound():
     points, _ = make_filter_points(24, 200, kinds=("clusters", "elongated"), random_state=5)
     one = FilterGMM(k_range=(1, 5), device="cpu", dtype="float64").fit(points)
@@ -187,6 +212,9 @@ def test_bad_input_raises_typed_errors_that_say_what_to_do():
         {"selection": "aic"},
         {"dtype": "float16"},
         {"chunk_size": 0},
+        {"n_jobs": 0},
+        {"n_jobs": -2},
+        {"n_jobs": 1.5},
     ):
         with pytest.raises(InvalidDataError):
             FilterGMM(**params).fit(rng.normal(size=(2, 50, 2)))
