@@ -73,24 +73,21 @@ CPU_BUDGET = 1 << 21
 CUDA_BUDGET = 1 << 28
 
 _LOG_2PI = math.log(2.0 * math.pi)
-_CONSTANTS = {
-    "prec_sign": (1.0, -1.0, 1.0),  # [c, b, a] -> [c, -b, a]
-    "quad_scale": (-0.5, -1.0, -0.5),  # coefficients of x², xy, y² from p11, p12, p22
-}
-_constant_cache: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
-
-
-def _constant(name: str, like: torch.Tensor) -> torch.Tensor:
-    """A (1, 3, 1) constant row in ``like``'s dtype and device, made once."""
-    key = (name, like.dtype, like.device)
-    if key not in _constant_cache:
-        _constant_cache[key] = torch.tensor(_CONSTANTS[name], dtype=like.dtype).to(like.device)[
-            None, :, None
-        ]
-    return _constant_cache[key]
-
-
 _LOG2E = 1.0 / math.log(2.0)
+# rows [const, pa, pb, p11, p12, p22] of coefficients() -> base-2 coefficients of
+# [1, x, y, x², xy, y²]
+_COEF_SCALE = (_LOG2E, _LOG2E, _LOG2E, -0.5 * _LOG2E, _LOG2E, -0.5 * _LOG2E)
+_coef_scale_cache: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _coef_scale(like: torch.Tensor) -> torch.Tensor:
+    """:data:`_COEF_SCALE` as a (6,) tensor in ``like``'s dtype and device, made once."""
+    key = (like.dtype, like.device)
+    if key not in _coef_scale_cache:
+        _coef_scale_cache[key] = torch.tensor(_COEF_SCALE, dtype=like.dtype).to(like.device)
+    return _coef_scale_cache[key]
+
+
 _LN2 = math.log(2.0)
 
 
@@ -157,21 +154,22 @@ def scaled_reg(reg_covar: float, scale: np.ndarray, dtype: torch.dtype) -> np.nd
 
 
 def coefficients(par: torch.Tensor) -> torch.Tensor:
-    """Log-density coefficients (W, 6, K): ``log(w_k N(x | mu_k, Sigma_k)) = coef[:, :, k] ·
-    phi(x)``, with the 2×2 inverse and determinant in closed form.
+    """Base-2 log-density coefficients (W, K, 6): ``log2(w_k N(x | mu_k, Sigma_k)) =
+    coef[:, k] · phi(x)``, with the 2×2 inverse and determinant in closed form.
 
-    Written on row slices of the packed tensor (a dozen small ops instead of thirty: on CPU each
-    op costs microseconds of dispatch, and a step runs two of these functions).
+    Written on the six (W, K) rows that one ``unbind`` returns: on CPU every op, and every
+    indexing expression, costs microseconds of dispatch, and a step runs this once per batch.
     """
-    w, mu, cov = par[:, 0], par[:, 1:3], par[:, 3:6]
-    mx, my = par[:, 1:2], par[:, 2:3]
-    a, b, c = par[:, 3], par[:, 4], par[:, 5]
-    det = a * c - b * b
-    # precision rows [p11, p12, p22] = [c, -b, a] / det
-    prec = cov.flip(1).mul_(_constant("prec_sign", par)).div_(det[:, None])
-    lin = prec[:, 0:2] * mx + prec[:, 1:3] * my  # [pa, pb]
-    const = torch.log(w) - _LOG_2PI - 0.5 * torch.log(det) - 0.5 * (mu * lin).sum(dim=1)
-    return torch.cat([const[:, None], lin, prec.mul_(_constant("quad_scale", par))], dim=1)
+    w, mx, my, a, b, c = par.unbind(1)
+    det = torch.addcmul(a * c, b, b, value=-1)
+    inv = det.reciprocal()
+    # precision [[p11, -p12], [-p12, p22]]; the xy coefficient is -2 · (-p12) / 2 = p12
+    p11, p12, p22 = c * inv, b * inv, a * inv
+    pa = torch.addcmul(p11 * mx, p12, my, value=-1)  # (P mu)_x
+    pb = torch.addcmul(p22 * my, p12, mx, value=-1)  # (P mu)_y
+    quad = torch.addcmul(mx * pa, my, pb)  # muᵀ P mu
+    const = torch.log(w).add_(torch.log(det), alpha=-0.5).add_(quad, alpha=-0.5).sub_(_LOG_2PI)
+    return torch.stack([const, pa, pb, p11, p12, p22], dim=2).mul_(_coef_scale(par))
 
 
 def relative_log2_density(
@@ -187,8 +185,7 @@ def relative_log2_density(
     and ``top`` (W, N) the maximum (reusing buffers avoids page-faulting fresh memory every
     iteration); both are allocated when not given.
     """
-    coef = coefficients(par).mul_(_LOG2E).transpose(1, 2)
-    logd = torch.bmm(coef, feats, out=out)
+    logd = torch.bmm(coefficients(par), feats, out=out)
     if top is None:
         top = torch.empty(feats.shape[0], feats.shape[2], dtype=feats.dtype, device=feats.device)
     torch.amax(logd, dim=1, out=top)
@@ -233,17 +230,18 @@ def mean_loglik(norm: torch.Tensor, top: torch.Tensor, n_components: int) -> tor
 def mean_log(norm: torch.Tensor, bound: float) -> torch.Tensor:
     """``log(norm).mean(dim=1)`` for ``norm`` (W, N) with entries in ``[1, bound]``.
 
-    ``log`` costs more than ten multiplications on CPU, so values are first multiplied in pairs
-    (halving N while it is even) as long as the products stay far inside the dtype's range; the
-    log then runs on N/16 or N/32 products. Rounding: about ``2^h`` ulps per product of ``2^h``
-    values, i.e. ~1e-6 nats per product in float32 and far below tolerance for the mean.
+    ``log`` costs more than ten multiplications on CPU, so values are first multiplied in
+    groups of ``g`` (a power of two dividing N, as large as keeps ``bound^g`` far inside the
+    dtype's range): one ``prod`` over a (W, g, N/g) view, then the log of N/g products.
+    Rounding: about ``g`` ulps per product, i.e. ~1e-6 nats per product in float32 and far
+    below tolerance for the mean.
     """
     limit = 2.0**100 if norm.dtype == torch.float32 else 2.0**1000
-    p, b, n = norm, max(float(bound), 2.0), norm.shape[1]
-    while p.shape[1] % 2 == 0 and b * b < limit:
-        h = p.shape[1] // 2
-        p = p[:, :h] * p[:, h:]
-        b *= b
+    w, n = norm.shape
+    g, b = 1, max(float(bound), 2.0)
+    while (n // g) % 2 == 0 and b * b < limit:
+        g, b = 2 * g, b * b
+    p = norm.reshape(w, g, n // g).prod(dim=1) if g > 1 else norm
     return torch.log(p).sum(dim=1).div_(n)
 
 
@@ -253,25 +251,23 @@ def m_step(stats: torch.Tensor, reg: torch.Tensor, n_samples: int | None = None)
     ``nk = Σr + 10 eps``; means ``Σ r x / nk``; covariances ``Σ r (x - mu)(x - mu)ᵀ / nk +
     reg I`` (expanded, then clipped to positive semi-definite before ``reg`` so rounding can
     never make a determinant negative); weights ``nk / Σ nk``, or ``nk / n_samples`` when given
-    (scikit-learn's initialisation). ``reg`` is (W,).
+    (scikit-learn's initialisation). ``reg`` is (W,). Written on (W, K) rows, like
+    :func:`coefficients`.
     """
-    s0 = stats[:, 0:1]
+    s0, sx, sy, sxx, sxy, syy = stats.unbind(1)
     nk = s0 + 10 * torch.finfo(stats.dtype).eps
-    moments = stats[:, 1:] / nk  # [mx, my, Sxx/nk, Sxy/nk, Syy/nk]
-    mu = moments[:, 0:2]
-    # Σ r (x - mu)(x - mu)ᵀ = S2 - (2 nk - s0) mu muᵀ, rows [xx, xy, yy]
-    fm = (2.0 - s0 / nk) * mu
-    outer = torch.empty_like(moments[:, 2:])
-    torch.mul(fm[:, 0:1], mu, out=outer[:, 0:2])
-    torch.mul(fm[:, 1:2], mu[:, 1:2], out=outer[:, 2:3])
-    cov = moments[:, 2:].sub_(outer)
-    diag = cov[:, 0::2]
-    diag.clamp_min_(0)
-    lim = torch.sqrt(cov[:, 0] * cov[:, 2])
-    cov[:, 1].clamp_(min=-lim, max=lim)
-    diag.add_(reg[:, None, None])
-    w = nk / (nk.sum(dim=2, keepdim=True) if n_samples is None else n_samples)
-    return torch.cat([w, moments], dim=1)
+    inv = nk.reciprocal()
+    mx, my = sx * inv, sy * inv
+    # Σ r (x - mu)(x - mu)ᵀ / nk = S2 / nk - (2 - s0 / nk) mu muᵀ
+    f = torch.mul(s0, inv).neg_().add_(2.0)
+    fx, fy = f * mx, f * my
+    cxx = torch.addcmul(sxx * inv, fx, mx, value=-1).clamp_min_(0)
+    cyy = torch.addcmul(syy * inv, fy, my, value=-1).clamp_min_(0)
+    lim = torch.mul(cxx, cyy).sqrt_()
+    cxy = torch.addcmul(sxy * inv, fx, my, value=-1).clamp_(min=-lim, max=lim)
+    r = reg.unsqueeze(1)
+    w = nk / (nk.sum(dim=1, keepdim=True) if n_samples is None else n_samples)
+    return torch.stack([w, mx, my, cxx.add_(r), cxy, cyy.add_(r)], dim=1)
 
 
 def first_max(diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,15 +355,17 @@ def run_pool(
             continue
         slots = done.nonzero().squeeze(1)
         finish(state, slots)
-        m = min(slots.numel(), n_problems - nxt)
+        n_done = slots.numel()
+        m = min(n_done, n_problems - nxt)
         if m:
             new = load(torch.arange(nxt, nxt + m))
             nxt += m
+            fill = slots.narrow(0, 0, m)
             for key, value in new.items():
-                state[key][slots[:m]] = value
-        if slots.numel() > m:
-            state["pid"][slots[m:]] = -1
-            idle += slots.numel() - m
+                state[key].index_copy_(0, fill, value)
+        if n_done > m:
+            state["pid"].index_fill_(0, slots.narrow(0, m, n_done - m), -1)
+            idle += n_done - m
             if idle == state["pid"].numel():
                 return
             if 4 * idle >= state["pid"].numel():
@@ -437,12 +435,13 @@ def em_pool(
     take = _taker(feats, problem_filter)
 
     def load(pids: torch.Tensor) -> State:
-        f = problem_filter[pids].to(dev)
+        f = problem_filter.index_select(0, pids).to(dev)
+        p = pids.to(dev)
         return {
-            "pid": pids.to(dev),
+            "pid": p,
             "feats": take(pids),
-            "reg": reg[f],
-            "par": par0[pids.to(dev)],
+            "reg": reg.index_select(0, f),
+            "par": par0.index_select(0, p),
             "lb": torch.full((pids.numel(),), -math.inf, dtype=dt, device=dev),
             "it": torch.zeros(pids.numel(), dtype=torch.long, device=dev),
         }
@@ -452,19 +451,22 @@ def em_pool(
     dens_buf = torch.empty(width, k, n, dtype=dt, device=dev)
     feat_buf = torch.empty(width if k >= 6 else 0, 6, n, dtype=dt, device=dev)
     point_buf = torch.empty(2, width, n, dtype=dt, device=dev)  # top, norm
+    # views of the buffers for the current number of slots (it changes only on compaction)
+    views: dict[int, tuple[torch.Tensor, ...]] = {}
 
     def step(st: State) -> tuple[State, torch.Tensor]:
         x = st["feats"]
         w = x.shape[0]
-        dens, norm, top = e_step(st["par"], x, dens_buf[:w], *point_buf[:, :w])
+        if w not in views:
+            views[w] = (dens_buf[:w], *point_buf[:, :w], feat_buf[: w if k >= 6 else 0])
+        dens_w, top_w, norm_w, feat_w = views[w]
+        dens, norm, top = e_step(st["par"], x, dens_w, top_w, norm_w)
         lb = mean_loglik(norm, top, k)
         # responsibilities r = dens / norm: divide whichever has fewer rows, dens or features
         if k < 6:
-            stats = torch.bmm(x, dens.div_(norm[:, None, :]).transpose(1, 2))
+            stats = torch.bmm(x, dens.div_(norm.unsqueeze(1)).transpose(1, 2))
         else:
-            stats = torch.bmm(
-                torch.div(x, norm[:, None, :], out=feat_buf[:w]), dens.transpose(1, 2)
-            )
+            stats = torch.bmm(torch.div(x, norm.unsqueeze(1), out=feat_w), dens.transpose(1, 2))
         par = m_step(stats, st["reg"])
         it = st["it"] + 1
         conv = (lb - st["lb"]).abs() < tol
@@ -472,11 +474,11 @@ def em_pool(
         return st, conv | (it >= max_iter)
 
     def finish(st: State, slots: torch.Tensor) -> None:
-        pid = st["pid"][slots]
-        out.par[pid] = st["par"][slots]
-        out.lower_bound[pid] = st["lb"][slots]
-        out.n_iter[pid] = st["it"][slots]
-        out.converged[pid] = st["conv"][slots]
+        pid = st["pid"].index_select(0, slots)
+        out.par.index_copy_(0, pid, st["par"].index_select(0, slots))
+        out.lower_bound.index_copy_(0, pid, st["lb"].index_select(0, slots))
+        out.n_iter.index_copy_(0, pid, st["it"].index_select(0, slots))
+        out.converged.index_copy_(0, pid, st["conv"].index_select(0, slots))
 
     run_pool(n_problems, width, load, step, finish)
     return out
