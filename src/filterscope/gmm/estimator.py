@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,6 +20,7 @@ from sklearn.utils import check_random_state
 
 from filterscope.errors import InvalidDataError, NonFiniteError
 from filterscope.gmm import em
+from filterscope.gmm._parallel import map_chunks
 from filterscope.gmm.select import SELECTIONS, select
 
 #: Host memory one chunk of filters may use, in bytes, when ``chunk_size`` is None.
@@ -282,15 +280,12 @@ class FilterGMM(BaseEstimator):
                 pure=False,
             )
             parts = self.client.gather(futures)
-        elif jobs > 1 and len(bounds) > 1:
+        else:
 
             def run(ab: tuple[int, int]) -> dict[str, np.ndarray]:
                 return _fit_chunk(pts[ab[0] : ab[1]], uniforms[ab[0] : ab[1]], **kwargs)
 
-            with _torch_threads(1), ThreadPoolExecutor(min(jobs, len(bounds))) as pool:
-                parts = list(pool.map(run, bounds))
-        else:
-            parts = [_fit_chunk(pts[a:b], uniforms[a:b], **kwargs) for a, b in bounds]
+            parts = map_chunks(run, bounds, jobs)
         res = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         self._set_results(res, np.asarray(ks), n)
         return self
@@ -420,20 +415,6 @@ def _dtype_name(dtype: Any) -> str:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and math.isfinite(value)
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run the block with torch's intra-op thread count set to ``n``; restore it after.
-
-    Threads started inside the block take the count when they first run a parallel operation.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fit_chunk(points: np.ndarray, uniforms: np.ndarray, **kwargs: Any) -> dict[str, np.ndarray]:
