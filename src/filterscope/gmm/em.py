@@ -55,6 +55,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from filterscope.gmm._parallel import check_cancelled
+
 #: Lloyd iterations of the k-means initialisation (scikit-learn: to convergence, up to 300;
 #: more did not improve the final fits on synthetic filters, see docs/gmm.md).
 MAX_LLOYD = 1
@@ -349,6 +351,7 @@ def run_pool(
     state = {key: value.clone() for key, value in load(torch.arange(nxt)).items()}
     idle = 0
     while True:
+        check_cancelled()
         state, done = step(state)
         done &= state["pid"] >= 0
         if not bool(done.any()):
@@ -791,6 +794,7 @@ def fit_chunk(
     )
     reg_p = reg[problem_filter.to(dev)]
     for j, k in enumerate(ks):
+        check_cancelled()
         par0 = kmeans_init(
             feats, problem_filter, seeds[:, :k], reg_p, max_lloyd=max_lloyd, budget=budget
         )
