@@ -153,7 +153,7 @@ def analyze(
         Progress bar over layers (tqdm); None shows it only on a terminal.
     **gmm_kwargs
         Parameters of :class:`FilterGMM` (``k_range``, ``n_init``, ``outlier_fraction``,
-        ``min_separation``, ``one_cluster_test``, ...).
+        ``min_separation``, ``selection``, ``dtype``, ``n_jobs``, ...).
 
     Returns
     -------
