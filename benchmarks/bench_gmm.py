@@ -270,10 +270,11 @@ def main() -> None:
         flag_agree = (gmm.anomaly_[subset] == ref["anomaly"]).mean()
         fpr = gmm.anomaly_[~truth.has_outliers].mean()
         tpr = gmm.anomaly_[truth.has_outliers].mean()
+        side = gmm._jobs(f) if jobs is None else 1
         how = (
-            f"{gmm._jobs(f)} chunks side by side"
-            if jobs is None
-            else f"n_jobs={jobs}, {args.threads} torch threads"
+            f"{side} chunks side by side, one torch thread each"
+            if side > 1
+            else f"one chunk at a time, {args.threads} torch thread(s)"
         )
         print(
             f"FilterGMM {dtype} ({how}): {best:.2f} s wall best of {walls.size} (median "

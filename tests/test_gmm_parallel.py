@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 import torch
 
-from filterscope.gmm import _parallel, em
+from filterscope.gmm import FilterGMM, _parallel
 from filterscope.gmm._parallel import Cancelled, check_cancelled, map_chunks
 from filterscope.gmm.synthetic import make_filter_points
 
@@ -54,7 +53,7 @@ def test_a_failing_chunk_stops_the_others_promptly(error):
     assert torch.get_num_threads() == before
 
 
-def test_check_cancelled_is_a_no_op_outside_map_chunks_and_stops_the_em_pool_inside():
+def test_check_cancelled_is_a_no_op_outside_map_chunks_and_stops_a_fit_inside():
     check_cancelled()  # no map_chunks around it: nothing happens
     points, _ = make_filter_points(4, 100, random_state=0)
     stop = threading.Event()
@@ -62,16 +61,6 @@ def test_check_cancelled_is_a_no_op_outside_map_chunks_and_stops_the_em_pool_ins
     _parallel._local.stop = stop
     try:
         with pytest.raises(Cancelled):
-            em.fit_chunk(
-                points,
-                np.random.RandomState(0).random_sample((4, 1, em.n_uniforms(3))),
-                (1, 2, 3),
-                tol=1e-3,
-                reg_covar=1e-6,
-                max_iter=100,
-                dtype=torch.float64,
-                device="cpu",
-                budget=em.CPU_BUDGET,
-            )
+            FilterGMM(k_range=(1, 3), device="cpu", n_jobs=1).fit(points)
     finally:
         _parallel._local.stop = None

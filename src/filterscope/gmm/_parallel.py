@@ -2,8 +2,9 @@
 
 torch releases the GIL inside its operations, so Python threads that each own a chunk keep
 several cores busy. On small operations this beats torch's own intra-op threads, which split
-every operation and meet at its end: on the 2-vCPU development machine two chunks side by side
-ran about 1.6× faster than one thread, two intra-op threads 1.2–1.4×.
+every operation and meet at its end: on the 2-vCPU development machine FilterGMM ran
+1.10–1.25× faster with two chunks side by side than with two intra-op threads
+(``python benchmarks/bench_gmm.py``, both rows of one run).
 """
 
 from __future__ import annotations
