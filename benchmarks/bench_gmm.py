@@ -11,9 +11,9 @@ of filters and its time is extrapolated linearly to all of them (the output says
 agreement are measured on that subset. FilterGMM runs on every filter in float32 and float64,
 with ``torch.set_num_threads(--threads)``. The machine's speed drifts on shared cores, so the
 contenders take turns: ``--repeats`` rounds, each timing one slice of the scikit-learn subset
-and then every FilterGMM configuration once; FilterGMM's best and median are printed. Peak memory is the largest
-resident-set growth during a run, read from the kernel's high-water mark (nothing samples
-beside the timed code).
+and then every FilterGMM configuration once; FilterGMM's best and median are printed. Peak
+memory is the largest resident-set growth during a run, read from the kernel's high-water mark
+(nothing samples beside the timed code).
 
 ``--rates`` instead prints the anomaly rule's error rates on synthetic filters with known ground
 truth (the table in ``docs/gmm.md``): false-positive rate per clean kind, true-positive rate and
