@@ -3,7 +3,9 @@
 #   1. make filterscope importable (editable install without dependencies, else PYTHONPATH=src);
 #   2. ResNet-50-scale clustering (26,560 filters x 2,000 points) and extraction throughput of
 #      resnet50_like at 224^2 vs plain inference (benchmarks/device_gmm.py);
-#   3. the CUDA tests (pytest -m cuda).
+#   3. the extraction targets on the device (benchmarks/bench_extract.py: our PCA vs a
+#      scikit-learn PCA loop on the host, extract vs a plain forward pass), at most 4 minutes;
+#   4. the CUDA tests (pytest -m cuda).
 # Run from the repository root. Results go to $OUT when it is set (else ./device-results).
 # Every step runs even when an earlier one fails; the exit status is that of the first failure.
 # Usage: bash benchmarks/gmm_device.sh [--quick] [--device cpu]
@@ -40,7 +42,22 @@ note "device_gmm.py $*"
 $PY benchmarks/device_gmm.py --out "$OUT_DIR" "$@" 2>&1 | tee -a "$OUT_DIR/gmm_device.log"
 rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
 
-# 3. CUDA tests, only where pytest and a GPU exist
+# 3. extraction targets, on the device named after --device (default: CUDA when available)
+device=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+extract_args=(--repeats 2)
+prev=""
+for arg in "$@"; do
+  [ "$arg" = "--quick" ] && extract_args=(--quick --repeats 1)
+  [ "$prev" = "--device" ] && device=$arg
+  case $arg in --device=*) device=${arg#--device=} ;; esac
+  prev=$arg
+done
+note "bench_extract.py --device $device ${extract_args[*]}"
+timeout 240 $PY benchmarks/bench_extract.py --device "$device" "${extract_args[@]}" 2>&1 \
+  | tee "$OUT_DIR/bench_extract.txt" | tee -a "$OUT_DIR/gmm_device.log"
+rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
+
+# 4. CUDA tests, only where pytest and a GPU exist
 if [[ " $missing " == *" pytest "* ]]; then
   note "pytest missing: CUDA tests not run"
 elif ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
