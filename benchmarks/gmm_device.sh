@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# GMM engine on a CUDA machine, one prepared run (about 5 minutes on one H100):
+# GMM engine on a CUDA machine, one prepared run (about 5 minutes on one H100, plus at most 4 for
+# the last step; a cut-off run keeps what the earlier steps wrote):
 #   1. make filterscope importable (editable install without dependencies, else PYTHONPATH=src);
 #   2. ResNet-50-scale clustering (26,560 filters x 2,000 points) and extraction throughput of
 #      resnet50_like at 224^2 vs plain inference (benchmarks/device_gmm.py);
-#   3. the extraction targets on the device (benchmarks/bench_extract.py: our PCA vs a
-#      scikit-learn PCA loop on the host, extract vs a plain forward pass), at most 4 minutes;
-#   4. the CUDA tests (pytest -m cuda).
+#   3. the CUDA tests (pytest -m cuda);
+#   4. the extraction targets on the device (benchmarks/bench_extract.py: our PCA vs a
+#      scikit-learn PCA loop on the host, extract vs a plain forward pass), at most 4 minutes.
 # Run from the repository root. Results go to $OUT when it is set (else ./device-results).
 # Every step runs even when an earlier one fails; the exit status is that of the first failure.
 # Usage: bash benchmarks/gmm_device.sh [--quick] [--device cpu]
@@ -42,7 +43,18 @@ note "device_gmm.py $*"
 $PY benchmarks/device_gmm.py --out "$OUT_DIR" "$@" 2>&1 | tee -a "$OUT_DIR/gmm_device.log"
 rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
 
-# 3. extraction targets, on the device named after --device (default: CUDA when available)
+# 3. CUDA tests, only where pytest and a GPU exist
+if [[ " $missing " == *" pytest "* ]]; then
+  note "pytest missing: CUDA tests not run"
+elif ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  note "no CUDA device: CUDA tests not run"
+else
+  note "pytest -m cuda"
+  $PY -m pytest -m cuda -q -p no:cacheprovider tests 2>&1 | tee "$OUT_DIR/pytest_cuda.txt"
+  rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
+fi
+
+# 4. extraction targets, on the device named after --device (default: CUDA when available)
 device=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 extract_args=(--repeats 2)
 prev=""
@@ -57,15 +69,5 @@ timeout 240 $PY benchmarks/bench_extract.py --device "$device" "${extract_args[@
   | tee "$OUT_DIR/bench_extract.txt" | tee -a "$OUT_DIR/gmm_device.log"
 rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
 
-# 4. CUDA tests, only where pytest and a GPU exist
-if [[ " $missing " == *" pytest "* ]]; then
-  note "pytest missing: CUDA tests not run"
-elif ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  note "no CUDA device: CUDA tests not run"
-else
-  note "pytest -m cuda"
-  $PY -m pytest -m cuda -q -p no:cacheprovider tests 2>&1 | tee "$OUT_DIR/pytest_cuda.txt"
-  rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
-fi
 note "done, status $status; results in $OUT_DIR"
 exit "$status"
