@@ -37,6 +37,8 @@ print(" ".join(n for n in names if importlib.util.find_spec(n) is None))
 EOF
 )
 [ -n "$missing" ] && note "missing packages (their parts are skipped or fail): $missing"
+gpu=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null \
+  || echo cpu)
 
 # 2. benchmarks (the script itself reports a failed part and keeps the other's numbers)
 note "device_gmm.py $*"
@@ -46,7 +48,7 @@ rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
 # 3. CUDA tests, only where pytest and a GPU exist
 if [[ " $missing " == *" pytest "* ]]; then
   note "pytest missing: CUDA tests not run"
-elif ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+elif [ "$gpu" != cuda ]; then
   note "no CUDA device: CUDA tests not run"
 else
   note "pytest -m cuda"
@@ -55,7 +57,7 @@ else
 fi
 
 # 4. extraction targets, on the device named after --device (default: CUDA when available)
-device=$($PY -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+device=$gpu
 extract_args=(--repeats 2)
 prev=""
 for arg in "$@"; do
