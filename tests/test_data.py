@@ -157,10 +157,17 @@ def test_read_numpy_pickle_rejects_object_arrays_and_garbage(tmp_path):
         read_numpy_pickle(path)
 
 
-def test_every_public_name_resolves():
+def test_every_public_name_resolves_to_its_defining_module():
+    import importlib
+
     import filterscope.data as data
 
+    # The lazy table and __all__ list the same names, and each lazy name is the very object its
+    # module defines (a typo in the table would hand out the wrong function or fail).
+    assert sorted(data._LAZY) == sorted(data.__all__)
     for name in data.__all__:
-        assert getattr(data, name) is not None
+        source = importlib.import_module(data._LAZY[name])
+        assert getattr(data, name) is getattr(source, name), name
+    assert set(data.__all__) <= set(dir(data))
     with pytest.raises(AttributeError, match="no attribute 'cifar10'"):
         data.cifar10  # noqa: B018

@@ -12,6 +12,9 @@ from filterscope.gmm import AnalysisResult
 from filterscope.gmm.analyze import TABLE_COLUMNS
 from filterscope.log.store import LogStore
 
+# Float comparisons against oracles: `make test` reruns these under other CPU kernels.
+pytestmark = pytest.mark.numerics
+
 N = 200
 PLANTED = [7, 40, 81, 122, 160, 199]
 

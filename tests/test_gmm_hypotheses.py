@@ -24,6 +24,9 @@ from filterscope.gmm import (
 )
 from filterscope.models import LeNet5
 
+# Float comparisons against oracles: `make test` reruns these under other CPU kernels.
+pytestmark = pytest.mark.numerics
+
 
 @pytest.fixture(scope="module")
 def small_digits() -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,8 +13,12 @@ import torch
 import xarray as xr
 from log_helpers import ddp_worker
 from log_helpers.tiny import TinyCNN
+from oracles import assert_close_in_stored_units
 
 import filterscope as fs
+
+# Float comparisons against oracles: `make test` reruns these under other CPU kernels.
+pytestmark = pytest.mark.numerics
 
 HELPER = Path(ddp_worker.__file__)
 
@@ -50,7 +54,13 @@ def test_ddp_log_equals_the_single_process_log(tmp_path) -> None:
     np.testing.assert_array_equal(ddp.pred, single.pred)
     np.testing.assert_array_equal(ddp.correct, single.correct)
     np.testing.assert_array_equal(ddp.label, single.label)
-    for name in ("sample_loss", "p_true", "margin", "val_loss", "val_error"):
+    # Each rank evaluates a different batch, so BLAS rounds the float32 logits differently; after
+    # the cast to the stored float16 a value may land one float16 step away. Compare in steps of
+    # the stored dtype (plus float32-level error before the cast), never below one step.
+    for name in ("p_true", "margin"):
+        assert ddp[name].dtype == np.float16
+        assert_close_in_stored_units(ddp[name].values, single[name].values, "float16", atol=1e-5)
+    for name in ("sample_loss", "val_loss", "val_error"):
         xr.testing.assert_allclose(ddp[name], single[name], rtol=1e-4, atol=1e-5)
     # Statistics of the (all-reduced) gradients and the weights they produce.
     for name in ("weight_stat", "grad_stat", "change_ratio", "filter_cosine", "filter_grad_l2"):
