@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
+import comm
 import numpy as np
 import pytest
 import traitlets
 import xarray as xr
+from comm.base_comm import BaseComm
 from e2e.tiny_run import record_tiny_run
 from ipywidgets.widgets.widget import _put_buffers, _remove_buffers
 
 import filterscope as fs
-from filterscope.errors import InvalidDataError, LogFormatError
+from filterscope.errors import InvalidDataError, InvalidSelectionError, LogFormatError
 from filterscope.views import ModelInfo, Selection
+from filterscope.views._base import ViewWidget
 from filterscope.views._serialization import from_json
 from filterscope.views.model_info import _series
 
@@ -26,6 +33,45 @@ pytestmark = pytest.mark.xdist_group("views_model_info")
 @pytest.fixture(scope="session")
 def log(tmp_path_factory) -> xr.Dataset:
     return record_tiny_run(tmp_path_factory.mktemp("run") / "log.zarr")
+
+
+UNHANDLED = "Exception in widget method"
+"""What ipywidgets logs outside a kernel where, in one, it prints a traceback into the notebook."""
+
+
+class Page(BaseComm):
+    """The page at the other end of a widget's comm, as the kernel's comm manager drives it.
+
+    ``state`` is what the page's model holds: it starts from the open message, takes the page's
+    own edits, and takes every ``update`` and ``echo_update`` the kernel sends.
+    """
+
+    def __init__(self, **kwargs):
+        self.state: dict = {}
+        self.updates: list[dict] = []
+        super().__init__(**kwargs)
+
+    def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        data = json.loads(json.dumps(data))  # what crosses the wire: tuples become lists
+        if data and "state" in data:
+            _put_buffers(data["state"], data.get("buffer_paths", []), list(buffers or []))
+            self.state.update(data["state"])
+            if data.get("method") == "update":
+                self.updates.append(data["state"])
+
+    def send_update(self, state: dict) -> None:
+        """The page sets ``state`` on its model and saves it: one comm "update" message."""
+        self.state.update(state)
+        self.updates.clear()
+        stripped, paths, buffers = _remove_buffers(state)
+        data = {"method": "update", "state": stripped, "buffer_paths": paths}
+        self.handle_msg({"content": {"comm_id": self.comm_id, "data": data}, "buffers": buffers})
+
+
+@pytest.fixture
+def page(monkeypatch) -> None:
+    """Give widgets made in the test a :class:`Page` as their comm; ``view.comm`` is the page."""
+    monkeypatch.setattr(comm, "create_comm", lambda **kwargs: Page(**kwargs))
 
 
 def lines_of(series: dict, key: str) -> dict[str, dict]:
@@ -145,9 +191,44 @@ def test_state_crosses_the_wire_as_binary_frames(log):
     )
 
 
-def test_the_bundle_knows_this_view():
+_ASK_THE_BUNDLE = """
+const { default: widget } = await import(process.argv[1]);
+const names = JSON.parse(process.argv[2]);
+const found = {};
+for (const name of names) {
+  try {
+    widget.render({ model: { get: (key) => (key === "_view" ? name : undefined) }, el: {} });
+    found[name] = "rendered";
+  } catch (error) {
+    found[name] = error.message;
+  }
+}
+console.log(JSON.stringify(found));
+"""
+
+
+def test_the_bundle_renders_every_python_view_by_name():
+    # Run the built bundle's own dispatch: the views' _view names and its table must agree.
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs node, which `make js` also needs, to load the browser bundle")
     bundle = Path(fs.__file__).parent / "static" / "widget.js"
-    assert '"model_info"' in bundle.read_text() or "model_info:" in bundle.read_text()
+    views = sorted(cls.class_traits()["_view"].default_value for cls in ViewWidget.__subclasses__())
+    assert "model_info" in views
+    asked = [*views, "no_such_view"]
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", _ASK_THE_BUNDLE, bundle.as_uri(), json.dumps(asked)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(done.stdout)
+    missing = 'no view named "no_such_view" in this bundle'
+    assert missing in found.pop("no_such_view")
+    # A fake element fails later inside the view; what matters is that a view was found.
+    for name, outcome in found.items():
+        assert "no view named" not in outcome, f"the bundle has no {name!r} view: {outcome}"
 
 
 def test_picks_are_validated_against_the_run(log):
@@ -156,9 +237,9 @@ def test_picks_are_validated_against_the_run(log):
     view.picked_steps = [snaps[3], snaps[1], snaps[3]]
     assert view.picked_steps == [snaps[3], snaps[1]]
     last = view.series["step_range"][1]
-    with pytest.raises(InvalidDataError, match=f"steps of this run \\(0 to {last}\\)"):
+    with pytest.raises(InvalidSelectionError, match=f"steps of this run \\(0 to {last}\\)"):
         view.picked_steps = [snaps[2], last + 1]
-    with pytest.raises(InvalidDataError, match="count from 0"):
+    with pytest.raises(InvalidSelectionError, match="count from 0"):
         view.picked_steps = [-3]
     with pytest.raises(traitlets.TraitError):
         view.picked_steps = ["12"]
@@ -180,6 +261,126 @@ def test_a_pick_from_the_browser_reaches_python_observers(log):
     assert view.selection.time_window is None
 
 
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"picked_steps": [-1]},
+        {"picked_steps": [3, -1]},
+        {"picked_steps": [10**6]},
+        {"picked_steps": ["12"]},
+        {"picked_steps": [1.5]},
+        {"picked_steps": [True]},
+        {"picked_steps": None},
+        {"picked_steps": 12},
+        {"time_window": [5, 1]},
+        {"time_window": [5, 5]},
+        {"time_window": [-1, 4]},
+        {"time_window": [0, 10**6, 3]},
+        {"time_window": ["0", 4]},
+        {"picked_steps": [20], "time_window": [5, 1]},
+    ],
+    ids=repr,
+)
+def test_a_bad_update_from_the_page_is_refused_and_the_page_told_the_kept_value(
+    log, page, caplog, update
+):
+    view = ModelInfo(log)
+    snap = int(log.snapshot_step[3])
+    view.picked_steps, view.time_window = [snap], (10, 90)
+    # The page may still send what it meant: neither the kernel nor the page may keep it.
+    with caplog.at_level(logging.WARNING):
+        view.comm.send_update(update)
+    assert view.picked_steps == view.selection.picked_steps == [snap]
+    assert view.time_window == view.selection.time_window == (10, 90)
+    assert view.comm.state["picked_steps"] == [snap]
+    assert view.comm.state["time_window"] == [10, 90]
+    assert set(update) <= set(view.comm.updates[-1])
+    assert "refused the page's update" in caplog.text
+    assert UNHANDLED not in caplog.text
+
+
+def test_a_good_update_from_the_page_is_kept_and_not_sent_back(log, page):
+    view = ModelInfo(log)
+    seen = []
+    view.selection.observe(lambda change: seen.append(change.new), "picked_steps")
+    step = int(log.snapshot_step[4])
+    view.comm.send_update({"picked_steps": [step], "time_window": [10, 90]})
+    assert view.picked_steps == view.selection.picked_steps == [step]
+    assert view.time_window == view.selection.time_window == (10, 90)
+    assert seen == [[step]]
+    assert view.comm.updates == []
+    # ipywidgets' own front end counts displayed views in _view_count once it is not None.
+    view._view_count = 0
+    view.comm.send_update({"_view_count": 1})
+    assert view._view_count == 1
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"_view": "other_view"},
+        {"series": {}},
+        {"series": {"step_range": [0, 1]}, "_view": "x"},
+        {"_esm": "export default {}"},
+        {"_model_name": "OtherModel"},
+        {"tooltip": "hi"},
+    ],
+    ids=repr,
+)
+def test_the_page_cannot_overwrite_what_the_kernel_owns(log, page, caplog, update):
+    view = ModelInfo(log)
+    before = {name: getattr(view, name) for name in update}
+    step = int(log.snapshot_step[2])
+    with caplog.at_level(logging.WARNING):
+        view.comm.send_update({**update, "picked_steps": [step]})
+    assert view._view == "model_info"
+    assert view.series["step_range"] == list(_series(log)["step_range"])
+    assert {name: getattr(view, name) for name in update} == before
+    # The rest of the update is kept; the refused traits are sent back as the kernel has them.
+    assert view.picked_steps == view.selection.picked_steps == [step]
+    assert set(view.comm.updates[-1]) == set(update)
+    for name in update:
+        expected = view.get_state(name)[name]
+        if name == "series":
+            expected = from_json(expected)
+            assert view.comm.state[name]["step_range"] == expected["step_range"]
+            np.testing.assert_array_equal(
+                from_json(view.comm.state[name])["snapshot_step"], expected["snapshot_step"]
+            )
+        else:
+            assert view.comm.state[name] == expected
+    assert "which only the kernel sets" in caplog.text
+    assert UNHANDLED not in caplog.text
+
+
+def test_the_kernel_still_sets_what_it_owns_and_the_page_gets_it(log, page):
+    view = ModelInfo(log)
+    with pytest.raises(traitlets.TraitError, match="read-only"):
+        view.series = {}
+    short = _series(log.isel(step=slice(0, 50), snapshot=slice(0, 3)))
+    view.set_trait("series", short)
+    assert view.series["step_range"] == short["step_range"]
+    assert view.comm.updates[-1].keys() == {"series"}
+    assert view.comm.state["series"]["step_range"] == short["step_range"]
+
+
+def test_a_page_pick_another_linked_view_refuses_is_undone_everywhere(log, page, caplog):
+    # Two runs of different lengths: a step of the long one is outside the short one.
+    sel = Selection()
+    long_view = ModelInfo(log, sel)
+    short_view = ModelInfo(log.isel(step=slice(0, 50), snapshot=slice(0, 3)), sel)
+    kept = int(log.snapshot_step[1])
+    sel.picked_steps = [kept]
+    late = int(log.snapshot_step[-1])
+    assert late > short_view.series["step_range"][1]
+    with caplog.at_level(logging.WARNING):
+        long_view.comm.send_update({"picked_steps": [kept, late]})
+    assert UNHANDLED not in caplog.text
+    assert sel.picked_steps == long_view.picked_steps == short_view.picked_steps == [kept]
+    assert long_view.comm.state["picked_steps"] == [kept]
+    assert short_view.comm.state["picked_steps"] == [kept]
+
+
 def test_views_sharing_a_selection_are_linked(log):
     sel = Selection()
     a, b = ModelInfo(log, sel), ModelInfo(log, selection=sel)
@@ -188,7 +389,7 @@ def test_views_sharing_a_selection_are_linked(log):
     assert b.picked_steps == [step] == sel.picked_steps
     sel.time_window = (0, 100)
     assert a.time_window == b.time_window == (0, 100)
-    with pytest.raises(InvalidDataError):
+    with pytest.raises(InvalidSelectionError):
         sel.picked_steps = [10**6]
     assert sel.picked_steps == a.picked_steps == b.picked_steps == [step]
     a.close()
@@ -224,7 +425,7 @@ def test_bad_arguments_get_clear_errors(log):
         ModelInfo(log, selection={"picked_steps": []})
     with pytest.raises(InvalidDataError, match="max_points"):
         ModelInfo(log, max_points=1)
-    with pytest.raises(InvalidDataError, match="0 <= start < stop"):
+    with pytest.raises(InvalidSelectionError, match="0 <= start < stop"):
         ModelInfo(log).time_window = (50, 10)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import traitlets
+from hypothesis import given
+from hypothesis import strategies as st
 
-from filterscope.errors import InvalidDataError
+from filterscope.errors import InvalidDataError, InvalidParameterError, InvalidSelectionError
 from filterscope.views import Selection
-from filterscope.views.selection import link_selection
+from filterscope.views.selection import link_selection, unique_steps
 
 
 def test_picks_keep_pick_order_and_drop_repeats():
@@ -17,20 +19,106 @@ def test_picks_keep_pick_order_and_drop_repeats():
 
 def test_negative_steps_are_refused_and_the_old_picks_stay():
     sel = Selection(picked_steps=[5])
-    with pytest.raises(InvalidDataError, match="count from 0"):
+    with pytest.raises(InvalidSelectionError, match="count from 0; got -1"):
         sel.picked_steps = [3, -1]
     assert sel.picked_steps == [5]
 
 
-def test_picks_must_be_integers():
+def test_selection_errors_are_parameter_errors_and_trait_errors():
+    # ValueError for callers' `except ValueError`, TraitError so traitlets rolls values back.
+    assert issubclass(InvalidSelectionError, InvalidParameterError)
+    assert issubclass(InvalidSelectionError, ValueError)
+    assert issubclass(InvalidSelectionError, traitlets.TraitError)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("picked_steps", [4, -1]), ("time_window", (9, 2)), ("filter", -1), ("sample", -3)],
+)
+def test_a_refused_value_set_under_held_notifications_is_rolled_back(name, bad):
+    # ipywidgets applies the page's updates under hold_trait_notifications, where traitlets
+    # validates on leaving and puts values back only when the validator raised a TraitError.
+    sel = Selection(picked_steps=[5], time_window=(0, 10), filter=2, sample=1)
+    before = getattr(sel, name)
+    seen = []
+    sel.observe(seen.append, name)
+    with pytest.raises(InvalidSelectionError), sel.hold_trait_notifications():
+        setattr(sel, name, bad)
+    assert getattr(sel, name) == before
+    assert seen == []
+
+
+@pytest.mark.parametrize("picks", [[1.5], ["3"], [True], [2, False], None])
+def test_picks_must_be_integers(picks):
     with pytest.raises(traitlets.TraitError):
-        Selection(picked_steps=[1.5])
+        Selection(picked_steps=picks)
 
 
-@pytest.mark.parametrize("window", [(5, 5), (9, 2), (-1, 4)])
+@pytest.mark.parametrize("window", [(5, 5), (9, 2), (-1, 4), (True, 4), (0, True)])
 def test_time_window_must_be_increasing_and_non_negative(window):
-    with pytest.raises(InvalidDataError, match="0 <= start < stop"):
+    with pytest.raises(InvalidSelectionError, match="0 <= start < stop"):
         Selection(time_window=window)
+
+
+def first_occurrences(steps):
+    """The obvious reference: each step where it first appears."""
+    out = []
+    for step in steps:
+        if step not in out:
+            out.append(step)
+    return out
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50) | st.integers(min_value=0)))
+def test_unique_steps_keeps_first_occurrences_in_order(steps):
+    assert unique_steps("picked_steps", steps) == first_occurrences(steps)
+    assert unique_steps("picked_steps", iter(steps)) == first_occurrences(steps)
+
+
+@given(st.lists(st.integers(min_value=0)), st.integers(max_value=-1), st.data())
+def test_unique_steps_refuses_any_negative_step(steps, negative, data):
+    at = data.draw(st.integers(min_value=0, max_value=len(steps)))
+    with pytest.raises(InvalidSelectionError, match=f"got {negative}"):
+        unique_steps("picked_steps", [*steps[:at], negative, *steps[at:]])
+
+
+class _CountingStep(int):
+    """An int that counts how often it is compared for equality."""
+
+    comparisons = 0
+
+    def __eq__(self, other):
+        _CountingStep.comparisons += 1
+        return int.__eq__(self, other)
+
+    __hash__ = int.__hash__
+
+
+def test_unique_steps_does_a_bounded_amount_of_work_per_pick():
+    # Not a timing: an operation count. Testing each pick against the list kept so far compared
+    # 2,000 distinct picks about 2 million times; looking repeats up by hash compares a handful.
+    steps = [_CountingStep(s) for s in range(2000, 0, -1)] * 2
+    _CountingStep.comparisons = 0
+    assert unique_steps("picked_steps", steps) == list(range(2000, 0, -1))
+    assert _CountingStep.comparisons <= 10 * len(steps)
+
+
+def first_occurrences_by_set(steps):
+    """The reference for long inputs, where the list version is too slow to run."""
+    seen, out = set(), []
+    for step in steps:
+        if step not in seen:
+            seen.add(step)
+            out.append(step)
+    return out
+
+
+def test_forty_thousand_picks_keep_their_order():
+    picks = list(range(80_000, 0, -2)) + list(range(0, 90_000, 3))
+    sel = Selection(picked_steps=picks)
+    assert sel.picked_steps[:3] == [80_000, 79_998, 79_996]
+    assert len(sel.picked_steps) == len(set(picks)) > 40_000
+    assert sel.picked_steps == first_occurrences_by_set(picks)
 
 
 def test_time_window_accepts_lists_from_the_browser_and_none():
@@ -47,7 +135,7 @@ def test_indices_are_non_negative_or_none(name):
     assert getattr(sel, name) == 3
     setattr(sel, name, None)
     assert getattr(sel, name) is None
-    with pytest.raises(InvalidDataError, match=name):
+    with pytest.raises(InvalidSelectionError, match=name):
         setattr(sel, name, -2)
 
 

@@ -6,6 +6,8 @@ derives from the closest built-in exception so callers can catch either.
 
 from __future__ import annotations
 
+from traitlets import TraitError
+
 
 class FilterscopeError(Exception):
     """Base class of every error filterscope raises on purpose."""
@@ -13,6 +15,15 @@ class FilterscopeError(Exception):
 
 class InvalidParameterError(FilterscopeError, ValueError):
     """A parameter has a value outside its documented range (e.g. ``snapshot_every=0``)."""
+
+
+class InvalidSelectionError(InvalidParameterError, TraitError):
+    """A view or :class:`~filterscope.views.Selection` trait got a value outside its range.
+
+    For example a picked step the run does not have, or a time window whose start is not below
+    its stop. Being a :class:`traitlets.TraitError` too makes traitlets put the trait back to its
+    previous value, so a view refuses such a value from the page and re-sends the one it kept.
+    """
 
 
 class InvalidModelError(FilterscopeError, ValueError):
@@ -33,3 +44,7 @@ class LogExistsError(FilterscopeError, FileExistsError):
 
 class LogFormatError(FilterscopeError, ValueError):
     """The path is not a filterscope log, or the log is corrupt or from a newer version."""
+
+
+class LogAccessError(FilterscopeError, PermissionError):
+    """The log's directory (or the one that would hold a new log) cannot be written."""

@@ -1,9 +1,10 @@
-"""What every view shares: the browser bundle and the check that a dataset is a filterscope log."""
+"""What every view shares: the browser bundle, guarded page updates, and the log check."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import anywidget
 import traitlets
@@ -32,11 +33,67 @@ def bundle_path() -> Path:
     return path
 
 
+PAGE_WRITABLE = "page_writable"
+"""Trait metadata naming the traits the page may set: ``.tag(sync=True, page_writable=True)``."""
+
+# ipywidgets' own front end keeps this count of displayed views when it is not None.
+_IPYWIDGETS_PAGE_TRAITS = frozenset({"_view_count"})
+
+
 class ViewWidget(anywidget.AnyWidget):
-    """Base class of the views: all load one ES module and name their view in ``_view``."""
+    """Base class of the views: one ES module, a view name in ``_view``, guarded page updates.
+
+    Everything a view sends is the kernel's: the page may set only the traits tagged
+    ``page_writable=True`` (the user's picks and zoom, say). An update from the page that sets any
+    other trait, or a value the trait's validators refuse, is not applied; the kernel re-sends
+    the values it kept, so the page shows them again, and logs a warning instead of raising into
+    the user's session. Validators must raise :class:`traitlets.TraitError` (such as
+    :class:`~filterscope.errors.InvalidSelectionError`): only then does traitlets put back every
+    trait the update touched.
+
+    Declare the data a view computes ``read_only`` as well, so user code cannot replace it
+    either; the view sets it with ``set_trait``, which still sends it to the page.
+    """
 
     _esm = bundle_path()
     _view = traitlets.Unicode(read_only=True).tag(sync=True)
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """Apply a state update from the page, refusing what the page may not set.
+
+        ipywidgets calls this for every ``update`` message from the page. Traits not tagged
+        ``page_writable`` are left alone, and when a value fails validation the whole update is
+        rolled back; in both cases the kernel's values are sent back to the page.
+        """
+        allowed = {name: value for name, value in sync_data.items() if self._page_writable(name)}
+        refused = [name for name in sync_data if name in self.keys and name not in allowed]
+        resend = list(refused)
+        if refused:
+            self.log.warning(
+                "%s: the page tried to set %s, which only the kernel sets; kept the kernel's "
+                "value. The page's bundle may be out of step with filterscope: rebuild it with "
+                "`make js` and reload the page",
+                type(self).__name__,
+                refused,
+            )
+        try:
+            super().set_state(allowed)
+        except traitlets.TraitError as error:
+            resend += [name for name in allowed if name in self.keys]
+            self.log.warning(
+                "%s: refused the page's update of %s (%s); re-sent the kernel's values",
+                type(self).__name__,
+                sorted(allowed),
+                error,
+            )
+        if resend:
+            # The page already shows its own value: tell it what the kernel kept.
+            self.send_state(resend)
+
+    def _page_writable(self, name: str) -> bool:
+        if name in _IPYWIDGETS_PAGE_TRAITS:
+            return True
+        return name in self.keys and bool(self.trait_metadata(name, PAGE_WRITABLE, False))
 
 
 def require_log(log: object, variables: Iterable[str] = ()) -> xr.Dataset:

@@ -10,8 +10,8 @@ import traitlets
 import xarray as xr
 from traitlets import Bunch, Dict, Int, List, Tuple, Unicode
 
-from filterscope.errors import InvalidDataError
-from filterscope.views._base import ViewWidget, require_log
+from filterscope.errors import InvalidDataError, InvalidSelectionError
+from filterscope.views._base import PAGE_WRITABLE, ViewWidget, require_log
 from filterscope.views._serialization import ARRAY_SERIALIZATION
 from filterscope.views.selection import Selection, check_window, link_selection, unique_steps
 
@@ -139,7 +139,8 @@ class ModelInfo(ViewWidget):
     selection : Selection
         The selection this view is linked to.
     series : dict
-        What the browser draws (read-only): step range, snapshot steps and the charts' lines.
+        What the browser draws (read-only, from Python and from the page): step range, snapshot
+        steps and the charts' lines.
 
     Raises
     ------
@@ -148,6 +149,10 @@ class ModelInfo(ViewWidget):
         below 2.
     LogFormatError
         If ``log`` is not a filterscope log or has no ``loss``.
+    InvalidSelectionError
+        When ``picked_steps`` or ``time_window`` is set to steps outside the run, negative steps
+        or a window whose start is not below its stop; the previous value stays. The same
+        values from the page are refused too, and the page is sent back the kept value.
 
     Examples
     --------
@@ -161,8 +166,11 @@ class ModelInfo(ViewWidget):
 
     _view = Unicode("model_info", read_only=True).tag(sync=True)
     series = Dict(read_only=True).tag(sync=True, **ARRAY_SERIALIZATION)
-    picked_steps = List(Int()).tag(sync=True)
-    time_window = Tuple(Int(), Int(), default_value=None, allow_none=True).tag(sync=True)
+    # The page sets only these two (clicks and zooms); everything else it receives is the kernel's.
+    picked_steps = List(Int()).tag(sync=True, **{PAGE_WRITABLE: True})
+    time_window = Tuple(Int(), Int(), default_value=None, allow_none=True).tag(
+        sync=True, **{PAGE_WRITABLE: True}
+    )
 
     # Set once linked; ipywidgets calls close() from __del__ even when __init__ raised.
     _unlink: Callable[[], None] | None = None
@@ -195,8 +203,9 @@ class ModelInfo(ViewWidget):
         lo, hi = self._step_range
         outside = [s for s in steps if not lo <= s <= hi]
         if outside:
-            raise InvalidDataError(
-                f"picked_steps must be steps of this run ({lo} to {hi}); got {outside}. "
+            shown = ", ".join(map(str, outside[:5])) + (", …" if len(outside) > 5 else "")
+            raise InvalidSelectionError(
+                f"picked_steps must be steps of this run ({lo} to {hi}); got {shown}. "
                 "Pick from log.snapshot_step or log.step"
             )
         return steps

@@ -13,26 +13,59 @@ from collections.abc import Callable, Iterable
 import traitlets
 from traitlets import Bunch, HasTraits, Int, List, Tuple, Unicode
 
-from filterscope.errors import InvalidDataError
+from filterscope.errors import InvalidSelectionError
 
 
 def unique_steps(name: str, steps: Iterable[int]) -> list[int]:
-    """Validate a list of steps: non-negative, each once, in the order first given."""
-    out: list[int] = []
-    for step in steps:
-        if step < 0:
-            raise InvalidDataError(
-                f"{name} holds optimizer steps, which count from 0; got {step} in {list(steps)}"
-            )
-        if step not in out:
-            out.append(step)
-    return out
+    """Validate a list of steps: non-negative integers, each kept once, in the order first given.
+
+    Parameters
+    ----------
+    name : str
+        Trait name, for the error message.
+    steps : iterable of int
+        Steps in pick order; repeats are dropped.
+
+    Returns
+    -------
+    list of int
+        The steps without repeats, each where it first appeared.
+
+    Raises
+    ------
+    InvalidSelectionError
+        If a step is negative or a bool (JSON ``true`` from the page would otherwise be step 1).
+
+    Examples
+    --------
+    >>> unique_steps("picked_steps", [30, 10, 30, 20])
+    [30, 10, 20]
+    """
+    steps = list(steps)
+    bad = [step for step in steps if isinstance(step, bool) or step < 0]
+    if bad:
+        shown = ", ".join(map(repr, bad[:5])) + (", …" if len(bad) > 5 else "")
+        raise InvalidSelectionError(
+            f"{name} holds optimizer steps, whole numbers which count from 0; got {shown}. "
+            "Pick steps of the log, such as int(log.snapshot_step[i])"
+        )
+    # A dict keeps the first of equal keys, in insertion order, and finds repeats by hash: linear
+    # in len(steps), where testing membership in the growing list was quadratic.
+    return list(dict.fromkeys(steps))
 
 
 def check_window(name: str, window: tuple[int, int] | None) -> tuple[int, int] | None:
-    """Validate a ``(start, stop)`` step window (``None`` means the whole run)."""
-    if window is not None and not 0 <= window[0] < window[1]:
-        raise InvalidDataError(
+    """Validate a ``(start, stop)`` step window (``None`` means the whole run).
+
+    Raises
+    ------
+    InvalidSelectionError
+        Unless ``0 <= start < stop`` (bools are refused as not steps).
+    """
+    if window is None:
+        return None
+    if any(isinstance(bound, bool) for bound in window) or not 0 <= window[0] < window[1]:
+        raise InvalidSelectionError(
             f"{name} must be (start, stop) with 0 <= start < stop, or None for the whole run; "
             f"got {window}"
         )
@@ -88,7 +121,7 @@ class Selection(HasTraits):
     @traitlets.validate("filter", "class_", "sample")
     def _valid_index(self, proposal: Bunch) -> int | None:
         if proposal.value is not None and proposal.value < 0:
-            raise InvalidDataError(
+            raise InvalidSelectionError(
                 f"{proposal.trait.name} is a position along a log dimension, counted from 0; "
                 f"got {proposal.value}"
             )
