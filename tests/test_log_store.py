@@ -242,10 +242,11 @@ def test_mode_w_replaces_a_log(tmp_path) -> None:
 
 
 def test_one_writer_at_a_time(tmp_path) -> None:
+    # Held by this process; a holder in another process: tests/test_log_store_integrity.py.
     store = _new_store(tmp_path / "log")
-    with pytest.raises(LogExistsError, match="another process"):
+    with pytest.raises(LogExistsError, match="still open for writing in this process"):
         LogStore.open(tmp_path / "log", mode="a")
-    with pytest.raises(LogExistsError, match="another process"):
+    with pytest.raises(LogExistsError, match="still open for writing in this process"):
         LogStore.open(tmp_path / "log", mode="w").publish()
     assert [p.name for p in tmp_path.iterdir()] == ["log"]  # the replacement was removed
     store.close()

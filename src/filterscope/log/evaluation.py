@@ -27,6 +27,8 @@ _DEFAULT_BATCH = 256
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Rows of :func:`evaluate`'s result, in order.
 RESULT_ROWS = ("pred", "correct", "p_true", "margin", "sample_loss")
+#: ``pred`` of a sample whose model output is not finite (labels are never negative).
+NO_PREDICTION = -1
 
 
 @dataclass
@@ -315,6 +317,11 @@ def evaluate(
 ) -> np.ndarray:
     """Per-sample results of the model on ``ev[indices]``.
 
+    A sample whose output row is not all finite (NaN or Inf, e.g. a diverged model) has no
+    prediction: it is recorded as wrong, with ``pred`` :data:`NO_PREDICTION` and NaN
+    ``p_true``, ``margin`` and ``sample_loss`` (``argmax`` of a NaN row would name class 0 and
+    make a diverged model look like a guesser).
+
     Returns
     -------
     numpy.ndarray
@@ -330,12 +337,14 @@ def evaluate(
             out = model(to_device(x, device))
             _check_output(out, len(y), ev.name, classes)
             logits = out.float()
+            finite = torch.isfinite(logits).all(dim=1)
             logp = F.log_softmax(logits, dim=1)
             col = y[:, None]
             lp_true = logp.gather(1, col)[:, 0]
             others = logits.scatter(1, col, -torch.inf).amax(dim=1)
-            pred = logits.argmax(dim=1)
-            rows = [pred, pred == y, lp_true.exp(), logits.gather(1, col)[:, 0] - others, -lp_true]
+            pred = torch.where(finite, logits.argmax(dim=1), NO_PREDICTION)
+            scores = [lp_true.exp(), logits.gather(1, col)[:, 0] - others, -lp_true]
+            rows = [pred, pred == y, *(torch.where(finite, r, torch.nan) for r in scores)]
             parts.append(torch.stack([r.double() for r in rows]))
     if not parts:
         return np.empty((len(RESULT_ROWS), 0))

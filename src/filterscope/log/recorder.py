@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import functools
+import hashlib
 import importlib
+import itertools
 import math
+import numbers
 import queue
+import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +33,7 @@ from filterscope.errors import (
     InvalidParameterError,
 )
 from filterscope.log.evaluation import (
+    NO_PREDICTION,
     EvalSet,
     check_first_batch,
     check_labels,
@@ -52,6 +57,9 @@ from filterscope.log.stats import Reference, SnapshotStats, StatsEngine
 from filterscope.log.store import LogStore, Mode, PendingWrites
 
 _STATE_KEY = f"{STATE_GROUP}/weights"
+#: Root attribute: sha256 of every evaluation set's labels and sample ids, checked on resume.
+_FINGERPRINTS = "eval_fingerprints"
+_L0 = STATS.index("l0")
 _ROOT_COORDS = (
     "step_epoch snapshot_step snapshot_epoch layer_name layer_stage layer_block layer_kind "
     "layer_filters layer_has_stats filter_layer filter_layer_index filter_channel"
@@ -66,6 +74,11 @@ class Recorder:
     of the model exactly as it is at that call: per-sample results on every evaluation set,
     per-layer weight and gradient statistics, change ratios and per-filter metrics. Each snapshot
     is committed atomically; :func:`filterscope.open_log` reads the log, also while it is written.
+
+    Close it with :meth:`close` or use it as a ``with`` block. A Recorder that is never closed
+    (a script that ends without ``close()``, a notebook cell that fails) still commits the steps
+    logged since its last snapshot, without a final snapshot, and unlocks the log when it is
+    garbage-collected or the interpreter exits, with a RuntimeWarning.
 
     Parameters
     ----------
@@ -82,8 +95,9 @@ class Recorder:
     snapshot_every : int, default=50
         Take a snapshot at every step whose index is a multiple of this (steps 0, 50, 100, ...).
     class_names : sequence of str, optional
-        Name of every class; default ``dataset.class_names`` of the first evaluation set when it
-        has one, else ``"0"``, ``"1"``, ...
+        Name of every class (a list, tuple or array of str, one per class output of the model);
+        default ``dataset.class_names`` of the first evaluation set when it has one, else
+        ``"0"``, ``"1"``, ...
     optimizer : torch.optim.Optimizer, optional
         Source of the learning rate (``param_groups[0]["lr"]``). Without it, the recorder adopts
         the first optimizer whose ``step()`` updates the model's parameters; steps logged before
@@ -91,7 +105,9 @@ class Recorder:
     mode : {None, "w", "a"}, default=None
         None refuses an existing path (:class:`~filterscope.errors.LogExistsError`); ``"w"``
         replaces an existing log; ``"a"`` resumes one: steps continue from the last committed
-        step, filter changes from the last stored snapshot's weights.
+        step, filter changes from the last stored snapshot's weights. A resume needs the same
+        layers, evaluation sets (samples, labels and sample ids, in the same order),
+        ``class_names`` and ``snapshot_every`` as the log.
     hierarchy : mapping or callable, optional
         Stage/block of layers, overriding the default read from module names
         (``layer2.1.conv1`` → stage ``layer2``, block ``layer2.1``).
@@ -203,6 +219,7 @@ class Recorder:
         self._check_params()
         self._module = unwrap_model(model)
         # Everything below validates before anything touches the disk.
+        _check_materialised(self._module)
         self.layers_: list[Layer] = discover_layers(self._module, hierarchy)
         self._device = self.layers_[0].weight.device
         self._stats_index = np.array([i for i, layer in enumerate(self.layers_) if layer.has_stats])
@@ -218,23 +235,27 @@ class Recorder:
         self._epoch = 0
         self._last_snapshot_step = -1
         self._prev: Reference | None = None
-        self._buffer = _StepBuffer()
         self._last_exit: float | None = None
         self._tracked: tuple[Any, Any, Any] | None = None
         self._lr_source = optimizer
-        self._hooks: list[Any] = []
-        self._closed = False
-        self._store: LogStore | None = None
-        self._writer: _Writer | None = None
-        self.write_seconds_ = math.nan
+        # Warned once per Recorder: evaluation sets with non-finite outputs, missing gradients.
+        self._warned_sets: set[str] = set()
+        self._warned_gradients = False
+        # The open log (store, writer, buffered steps, hooks) lives in a separate object that
+        # never refers back to this Recorder, so that a finalizer can close it.
+        self._sink = _Sink(self.path, self._device)
 
         if self._dist.rank == 0:
+            owner = _creation_site()
             try:
-                self._store = self._open_store()
+                self._sink.store = self._open_store(owner)
             except BaseException as exc:
                 self._dist.agree(ok=False)
                 raise exc
-            self._writer = _Writer()
+            self._sink.writer = _Writer()
+        # A Recorder that is garbage-collected unclosed, or still open at interpreter exit,
+        # commits its buffered steps and unlocks the log.
+        self._finalizer = weakref.finalize(self, _close_unclosed, self._sink)
         resume = self._dist.agree(
             ok=True,
             values=[self.step_, self.n_snapshots_, self._epoch, self._last_snapshot_step],
@@ -263,6 +284,22 @@ class Recorder:
             raise InvalidModelError(
                 f"model must be a torch.nn.Module, got {type(self.model).__name__}."
             )
+        names = self.class_names
+        if names is not None:
+            # A str is a sequence too: "abc" would silently become three classes "a", "b", "c".
+            if isinstance(names, str | bytes) or not (
+                isinstance(names, Sequence) or (isinstance(names, np.ndarray) and names.ndim == 1)
+            ):
+                raise InvalidParameterError(
+                    f"class_names must be a sequence of str, one name per class, got "
+                    f"{type(names).__name__} {names!r:.60}; pass e.g. class_names=['cat', 'dog']."
+                )
+            bad = [name for name in names if not isinstance(name, str)]
+            if bad:
+                raise InvalidParameterError(
+                    f"class_names must all be str, got {bad[0]!r} ({type(bad[0]).__name__}); "
+                    "pass [str(name) for name in names] if that is what you mean."
+                )
 
     def _check_eval_sets(self) -> int | None:
         classes = len(self.class_names) if self.class_names is not None else None
@@ -290,8 +327,8 @@ class Recorder:
 
     # ------------------------------------------------------------------ the store
 
-    def _open_store(self) -> LogStore:
-        store = LogStore.open(self.path, self.mode, durable=self.durable)
+    def _open_store(self, owner: str) -> LogStore:
+        store = LogStore.open(self.path, self.mode, durable=self.durable, owner=owner)
         try:
             if store.is_new:
                 self._define(store)
@@ -315,6 +352,7 @@ class Recorder:
             filterscope_version=__version__,
             torch_version=torch.__version__,
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **{_FINGERPRINTS: {ev.name: _fingerprint(ev) for ev in self._sets}},
         )
         static = {
             "layer": (np.arange(len(layers)), ["layer"]),
@@ -399,6 +437,14 @@ class Recorder:
                 f"{store.attrs.get('n_parameters')} weights in its measured layers; this model "
                 f"has {self._engine.n_params}. Resume with the same architecture."
             )
+        stored_every = store.attrs.get("snapshot_every")
+        if stored_every is not None and stored_every != self.snapshot_every:
+            # One schedule per log: snapshot_step would otherwise change its spacing mid-log.
+            raise InvalidParameterError(
+                f"the log at {store.path} takes a snapshot every {stored_every} steps; this "
+                f"Recorder was given snapshot_every={self.snapshot_every}. Resume with "
+                f"snapshot_every={stored_every}, or start a new log (another path or mode='w')."
+            )
         stored_sets = list(store.attrs.get("eval_sets", []))
         sizes = {name: len(store.read_array(f"{EVAL_GROUP}/{name}/sample")) for name in stored_sets}
         mine_sets = {ev.name: len(ev) for ev in self._sets}
@@ -407,6 +453,17 @@ class Recorder:
                 f"the log at {store.path} has evaluation sets {sizes} (name: samples); this "
                 f"recorder was given {mine_sets}. Resume with the same evaluation sets."
             )
+        fingerprints = dict(store.attrs.get(_FINGERPRINTS) or {})
+        for ev in self._sets:
+            fingerprint = _fingerprint(ev)
+            if fingerprints.get(ev.name) != fingerprint:
+                # No fingerprint (a log from before they existed) or another one: the stored
+                # arrays decide, and say what differs.
+                _compare_eval_set(store, ev)
+                fingerprints[ev.name] = fingerprint
+        self._check_class_names(store)
+        if fingerprints != store.attrs.get(_FINGERPRINTS):
+            store.set_attrs(**{_FINGERPRINTS: fingerprints})
         self.step_ = store.committed.get("step", 0)
         self.n_snapshots_ = store.committed.get("snapshot", 0)
         if self.step_:
@@ -422,6 +479,37 @@ class Recorder:
         if self.keep_weights and not store.has_array(_STATE_KEY):
             store.create_group(STATE_GROUP)
             store.create_slots(_STATE_KEY, 2, self._engine.n_params, ["state_slot", "state_param"])
+
+    def _check_class_names(self, store: LogStore) -> None:
+        stored = (
+            [str(v) for v in store.read_array("class_name")]
+            if store.has_array("class_name")
+            else None
+        )
+        mine = list(self.class_names_) if self.class_names_ is not None else None
+        if stored == mine:
+            return
+        if stored is None or mine is None or len(stored) != len(mine):
+            what = (
+                f"the log has {'no' if stored is None else len(stored)} class names, this "
+                f"Recorder {'none' if mine is None else len(mine)}"
+            )
+        else:
+            diff = [i for i, (a, b) in enumerate(zip(stored, mine, strict=True)) if a != b]
+            what = f"{len(diff)} of {len(mine)} class names differ: " + ", ".join(
+                f"class {i} is {stored[i]!r} in the log but {mine[i]!r} here" for i in diff[:3]
+            )
+            what += " ..." if len(diff) > 3 else ""
+        if stored is None:
+            hint = "no class_names"
+        elif len(stored) <= 20:
+            hint = f"class_names={stored!r}"
+        else:
+            hint = "the log's class_names (open_log(path).class_name.values)"
+        raise InvalidDataError(
+            f"the log at {store.path} was recorded with other class names: {what}. Resume with "
+            f"{hint}, or start a new log (another path or mode='w')."
+        )
 
     # ------------------------------------------------------------------ training-loop API
 
@@ -439,8 +527,9 @@ class Recorder:
         Parameters
         ----------
         loss : torch.Tensor, float or None
-            The step's (scalar) loss; None records NaN. A NaN or Inf loss is recorded as is,
-            with a RuntimeWarning naming the step (at the next snapshot).
+            The step's loss: a real scalar (one-element) tensor, a Python int or float, or a
+            numpy real scalar; None records NaN. A NaN or Inf loss is recorded as is, with a
+            RuntimeWarning naming the step (at the next snapshot).
         output : torch.Tensor, optional
             The model's ``(batch, classes)`` output for this step.
         target : torch.Tensor, optional
@@ -450,7 +539,7 @@ class Recorder:
         self._check_open()
         entered = time.perf_counter()
         index = self.step_
-        self._buffer.add(
+        self._sink.buffer.add(
             index=index,
             epoch=self._current_epoch(index),
             loss=_loss_tensor(loss),
@@ -460,7 +549,7 @@ class Recorder:
         )
         self.step_ += 1
         if index % self.snapshot_every == 0 and index != self._last_snapshot_step:
-            self._snapshot(index, final=False)
+            self._snapshot(index, final=False, in_step=True)
         self._last_exit = time.perf_counter()
 
     def snapshot(self) -> None:
@@ -477,8 +566,8 @@ class Recorder:
     def flush(self) -> None:
         """Wait until every snapshot taken so far is committed (readable with ``open_log``)."""
         self._check_open()
-        if self._writer is not None:
-            self._writer.wait()
+        if self._sink.writer is not None:
+            self._sink.writer.wait()
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch recorded with the following steps (like ``DistributedSampler``)."""
@@ -514,9 +603,18 @@ class Recorder:
         3
         """
         self._check_open()
-        self._remove_hooks()
+        self._sink.remove_hooks()
         self._lr_source = optimizer
-        self._hooks.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
+        # A weak reference: the optimizer must not keep an unclosed Recorder (and its lock)
+        # alive; once the Recorder is collected, the hook is removed.
+        method = weakref.WeakMethod(self._before_optimizer_step)
+
+        def before_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+            bound = method()
+            if bound is not None:
+                bound(optimizer, args, kwargs)
+
+        self._sink.hooks.append(optimizer.register_step_pre_hook(before_step))
         return self
 
     def track(self, loss_fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -533,9 +631,13 @@ class Recorder:
             Same signature and result; it also remembers ``(loss, output, target)``.
         """
 
+        recorder = weakref.ref(self)  # the wrapped loss must not keep the Recorder alive
+
         def tracked(output: torch.Tensor, target: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             loss = loss_fn(output, target, *args, **kwargs)
-            self._tracked = (loss.detach(), output.detach(), target)
+            rec = recorder()
+            if rec is not None:
+                rec._tracked = (loss.detach(), output.detach(), target)
             return loss
 
         return tracked
@@ -555,8 +657,13 @@ class Recorder:
     ) -> None:
         self._close(failed=exc_type is not None)
 
+    @property
+    def write_seconds_(self) -> float:
+        """Time the writer thread took to write and commit the last snapshot's files."""
+        return self._sink.write_seconds
+
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._sink.closed else "open"
         return (
             f"Recorder({type(self._module).__name__}, {str(self.path)!r}, "
             f"eval_sets={[ev.name for ev in self._sets]}, snapshot_every={self.snapshot_every}, "
@@ -566,7 +673,7 @@ class Recorder:
     # ------------------------------------------------------------------ internals
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._sink.closed:
             raise FilterscopeError(f"the Recorder for {self.path} is closed; create a new one.")
 
     def _current_epoch(self, index: int) -> int:
@@ -597,19 +704,18 @@ class Recorder:
             checked.add(id(optimizer))
             params = (p for group in optimizer.param_groups for p in group["params"])
             if any(id(p) in mine for p in params):
-                self._lr_source = optimizer
-                self._buffer.fill_lr(self._lr())
                 handle.remove()
+                rec = recorder()
+                if rec is not None:
+                    rec._lr_source = optimizer
+                    rec._sink.buffer.fill_lr(rec._lr())
 
+        # The global hook holds a weak reference only, so that it keeps no Recorder alive.
+        recorder = weakref.ref(self)
         handle = register_optimizer_step_pre_hook(adopt)
-        self._hooks.append(handle)
+        self._sink.hooks.append(handle)
 
-    def _remove_hooks(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks.clear()
-
-    def _snapshot(self, at_step: int, final: bool) -> None:
+    def _snapshot(self, at_step: int, final: bool, in_step: bool = False) -> None:
         seconds = {}
         start = time.perf_counter()
         per_sample = {ev.name: self._evaluate(ev) for ev in self._sets}
@@ -618,8 +724,14 @@ class Recorder:
         index = self.n_snapshots_
         epoch = self._current_epoch(at_step)
         job = None
-        if self._writer is not None:
+        writer = self._sink.writer
+        if writer is not None:
+            self._check_outputs(per_sample, index, at_step)
             stats = self._engine.compute(self._engine.flatten(), self._prev)
+            if in_step:
+                # Only snapshots inside step() must see this step's gradients; close() and
+                # snapshot() come after optimizer.step(), often after zero_grad().
+                self._check_gradients(stats, index, at_step)
             self._prev = stats.reference
             steps = self._flush_steps(reduce=True)
             seconds["stats"] = time.perf_counter() - mark
@@ -636,8 +748,49 @@ class Recorder:
         self.n_snapshots_ += 1
         self._last_snapshot_step = at_step
         self.snapshot_seconds_ = seconds
-        if job is not None and self._writer is not None:
-            self._writer.submit(job)
+        if job is not None and writer is not None:
+            writer.submit(job)
+
+    def _check_outputs(
+        self, per_sample: Mapping[str, np.ndarray | None], index: int, at_step: int
+    ) -> None:
+        for name, rows in per_sample.items():
+            if rows is None or name in self._warned_sets:
+                continue
+            bad = int((rows[0] == NO_PREDICTION).sum())
+            if bad:
+                self._warned_sets.add(name)
+                warnings.warn(
+                    f"evaluation set {name!r}: the model's outputs are not finite (NaN or Inf) "
+                    f"for {bad} of {rows.shape[1]} samples at snapshot {index} (step {at_step}); "
+                    f"they are recorded as wrong (pred {NO_PREDICTION}, correct False, p_true, "
+                    f"margin and sample_loss NaN) and {name}_loss is NaN. The model may have "
+                    "diverged. Later snapshots will not be warned again for this set.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+
+    def _check_gradients(self, stats: SnapshotStats, index: int, at_step: int) -> None:
+        # grad_stat's l0 (non-zero count) is NaN for a layer whose gradient is None.
+        if self._warned_gradients:
+            return
+        nonzero = stats.grad_stat[:, _L0]
+        if np.isnan(nonzero).all():
+            what = "no measured layer has a gradient (every .grad is None)"
+        elif (np.isnan(nonzero) | (nonzero == 0)).all():
+            what = "the gradients of all measured layers are None or all zero"
+        else:
+            return
+        self._warned_gradients = True
+        warnings.warn(
+            f"at snapshot {index} (step {at_step}) {what}: step() must be called after "
+            "loss.backward() and before optimizer.step(), so that it sees this step's gradients; "
+            "this snapshot's gradient statistics, change ratios and gradient filter metrics "
+            "describe no gradient (if those layers are frozen on purpose, ignore this). Later "
+            "snapshots will not be warned again.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def _analysis_due(self, index: int, final: bool) -> bool:
         every = self.analyze_every
@@ -669,29 +822,19 @@ class Recorder:
         return self._dist.gather_samples(local, indices, len(ev))
 
     def _flush_steps(self, reduce: bool) -> dict[str, np.ndarray] | None:
-        steps = self._buffer.take(self._dist if reduce else None, self._device)
+        steps = self._sink.buffer.take(self._dist if reduce else None, self._device)
         if steps is not None and self._dist.rank == 0:
-            bad = ~np.isfinite(steps["loss"]) & steps["loss_given"]
-            if bad.any():
-                kinds = "NaN" if np.isnan(steps["loss"][bad]).all() else "NaN/Inf"
-                where = steps["step"][bad][:10].tolist()
-                warnings.warn(
-                    f"loss is {kinds} at step {', '.join(map(str, where))}"
-                    f"{' ...' if bad.sum() > 10 else ''} (recorded as is in {self.path}); "
-                    "training may have diverged.",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
+            _warn_nonfinite_losses(steps, self.path, stacklevel=4)
         return steps
 
     def _prepare(
         self, steps: Mapping[str, np.ndarray] | None, snap: _Snapshot
     ) -> Callable[[], None]:
         # Encode every row of the snapshot here; the returned job only writes files.
-        store = self._store
+        store = self._sink.store
         assert store is not None
         if steps is not None:
-            self._append_steps(steps)
+            self._sink.append_steps(steps)
         store.append("snapshot", [snap.index])
         store.append("snapshot_step", [snap.step])
         store.append("snapshot_epoch", [snap.epoch])
@@ -731,44 +874,21 @@ class Recorder:
             )
         batch = store.commit(deferred=True)
         assert batch is not None
-        return functools.partial(self._run_batch, batch)
-
-    def _run_batch(self, batch: PendingWrites) -> None:
-        started = time.perf_counter()
-        batch.run()
-        self.write_seconds_ = time.perf_counter() - started
-
-    def _append_steps(self, steps: Mapping[str, np.ndarray]) -> None:
-        store = self._store
-        assert store is not None
-        store.append("step", steps["step"])
-        store.append("step_epoch", steps["epoch"])
-        for name in STEP_VARS:
-            store.append(name, steps[name])
+        return functools.partial(self._sink.run_batch, batch)
 
     def _close(self, failed: bool) -> None:
-        if self._closed:
+        if self._sink.closed:
             return
+        self._finalizer.detach()  # closed here: nothing left for the finalizer
+        steps = None
         try:
             if not failed and self.step_ != self._last_snapshot_step:
                 self._snapshot(self.step_, final=True)
             else:
                 # After an exception, collectives could hang: rank 0 keeps its own values.
                 steps = self._flush_steps(reduce=not failed)
-                if steps is not None and self._store is not None and self._writer is not None:
-                    self._append_steps(steps)
-                    batch = self._store.commit(deferred=True)
-                    assert batch is not None
-                    self._writer.submit(batch.run)
         finally:
-            self._closed = True
-            self._remove_hooks()
-            if self._writer is not None:
-                try:
-                    self._writer.close()
-                finally:
-                    assert self._store is not None
-                    self._store.close()
+            self._sink.finish(steps)
 
 
 @dataclass
@@ -784,6 +904,119 @@ class _Snapshot:
     analysis: Any
 
 
+class _Sink:
+    """The open log of a Recorder: store, writer, buffered steps and hooks.
+
+    It never refers to its Recorder, so that :func:`_close_unclosed`, the Recorder's finalizer,
+    can hold it without keeping the Recorder alive, and can commit the buffered steps and unlock
+    the log once the Recorder is gone.
+    """
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        self.path = path
+        self.device = device
+        self.store: LogStore | None = None  # rank 0 only
+        self.writer: _Writer | None = None  # rank 0 only
+        self.buffer = _StepBuffer()
+        self.hooks: list[Any] = []
+        self.closed = False
+        self.write_seconds = math.nan
+
+    def run_batch(self, batch: PendingWrites) -> None:
+        started = time.perf_counter()
+        batch.run()
+        self.write_seconds = time.perf_counter() - started
+
+    def append_steps(self, steps: Mapping[str, np.ndarray]) -> None:
+        store = self.store
+        assert store is not None
+        store.append("step", steps["step"])
+        store.append("step_epoch", steps["epoch"])
+        for name in STEP_VARS:
+            store.append(name, steps[name])
+
+    def remove_hooks(self) -> None:
+        for handle in self.hooks:
+            handle.remove()
+        self.hooks.clear()
+
+    def finish(self, steps: Mapping[str, np.ndarray] | None) -> bool:
+        """Wait for queued snapshots, append ``steps``, commit and unlock; False if not committed.
+
+        After a failed write nothing more is committed: the commit record would otherwise
+        claim rows whose files were never written. The log keeps its last good commit.
+        """
+        if self.closed:
+            return False
+        self.closed = True
+        self.remove_hooks()
+        store, writer = self.store, self.writer
+        if store is None or writer is None:
+            return False
+        try:
+            writer.close()  # raises a write failure not reported yet
+        except BaseException:
+            store.abandon()
+            raise
+        if writer.failed:  # reported earlier, at submit() or flush()
+            store.abandon()
+            return False
+        try:
+            if steps is not None:
+                self.append_steps(steps)
+        finally:
+            store.close()  # commits (on this thread) and unlocks
+        return True
+
+
+def _close_unclosed(sink: _Sink) -> None:
+    """Finalizer of a Recorder that was not closed (garbage-collected, or at interpreter exit).
+
+    Commits the steps logged since the last snapshot, without a final snapshot (that would run
+    the model, perhaps at interpreter exit), as ``close()`` does after an exception, and unlocks
+    the log.
+    """
+    if sink.closed:
+        return
+    writer = sink.writer
+    if writer is not None and threading.current_thread() is writer.thread:
+        # Garbage collection can run on any thread, the writer's included, which cannot wait
+        # for itself: close from a thread of its own (not a daemon: exit waits for it).
+        threading.Thread(target=_close_unclosed, args=(sink,), name="filterscope-log-close").start()
+        return
+    store = sink.store
+    pending = len(sink.buffer.index)
+    try:
+        steps = sink.buffer.take(None, sink.device) if store is not None else None
+        if steps is not None:
+            _warn_nonfinite_losses(steps, sink.path, stacklevel=2)
+        committed = sink.finish(steps)
+    except BaseException as exc:
+        if store is not None:
+            store.abandon()  # at least unlock
+        warnings.warn(
+            f"the Recorder for {sink.path} was not closed, and closing it failed ({exc!r}); the "
+            "log keeps what was committed before. Call close() or use the Recorder as a `with` "
+            "block.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
+    if store is None:
+        return
+    if committed:
+        done = f"its last {pending} step(s) were committed without a final snapshot"
+    else:
+        done = f"an earlier write had failed, so its last {pending} step(s) were not committed"
+    warnings.warn(
+        f"the Recorder for {sink.path} was not closed (call close() or use it as a `with` block): "
+        f"{done}; the log has {store.committed.get('step', 0)} steps and "
+        f"{store.committed.get('snapshot', 0)} snapshots.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
 class _Writer:
     """One background thread that writes prepared snapshots, in order.
 
@@ -791,21 +1024,27 @@ class _Writer:
     on this thread they overlap with training. Jobs only do file I/O, which releases the GIL:
     CPU work (encoding, compression) stays on the training thread, because a background thread
     holding the GIL would stall training's many short GIL-releasing torch calls. Jobs run
-    strictly in submission order, so commits stay in snapshot order. The queue is short: if the disk cannot
-    keep up, :meth:`submit` blocks rather than holding many snapshots in memory. A failed job
-    stops all later writes (nothing after it commits) and its error is raised in the training
-    thread at the next :meth:`submit` or at :meth:`close`.
+    strictly in submission order, so commits stay in snapshot order. The queue is short: if the
+    disk cannot keep up, :meth:`submit` blocks rather than holding many snapshots in memory. A
+    failed job stops all later writes for good (nothing after it commits): its error is raised
+    in the training thread at the next :meth:`submit`, :meth:`wait` or :meth:`close`, and every
+    later :meth:`submit` or :meth:`wait` refuses.
     """
 
     def __init__(self, depth: int = 2) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="filterscope-log-writer")
-        # A daemon thread never blocks interpreter exit; the exit hook below still waits for
-        # queued snapshots when a script forgets close().
-        self._thread.daemon = True
-        self._thread.start()
-        atexit.register(self.close)
+        self._reported = False
+        # A daemon thread never blocks interpreter exit; the Recorder's finalizer closes the
+        # writer (waiting for queued snapshots) when a script forgets close().
+        self.thread = threading.Thread(target=self._run, name="filterscope-log-writer")
+        self.thread.daemon = True
+        self.thread.start()
+
+    @property
+    def failed(self) -> bool:
+        """Whether a job failed (then nothing after it was written)."""
+        return self._error is not None
 
     def _run(self) -> None:
         while True:
@@ -821,46 +1060,128 @@ class _Writer:
                 self._queue.task_done()
 
     def submit(self, job: Callable[[], None]) -> None:
-        self._raise()
+        self._raise(again=True)
         self._queue.put(job)
 
     def wait(self) -> None:
         self._queue.join()
-        self._raise()
+        self._raise(again=True)
 
     def close(self) -> None:
-        if self._thread.is_alive():
+        if self.thread.is_alive():
             self._queue.put(None)
-            self._thread.join()
-        atexit.unregister(self.close)
-        self._raise()
+            self.thread.join()
+        self._raise(again=False)
 
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
+    def _raise(self, again: bool) -> None:
+        # The failure itself once; afterwards (again=True) an error saying why nothing is written.
+        error = self._error
+        if error is None:
+            return
+        if not self._reported:
+            self._reported = True
             raise error
+        if again:
+            raise FilterscopeError(
+                f"an earlier write of the log failed ({error!r}), so nothing after it can be "
+                "committed; the log keeps every snapshot committed before the failure. Close "
+                "this Recorder, fix the cause, and resume the log with mode='a'."
+            )
 
 
 def _filters(layers: Sequence[Layer]) -> list[int]:
     return [layer.filters for layer in layers]
 
 
+def _creation_site() -> str:
+    """Who holds a log open, for the error of a second writer in this process."""
+    frame = sys._getframe(2)  # the caller of Recorder(...)
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    return f"a Recorder created at {when} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})"
+
+
+def _check_materialised(module: nn.Module) -> None:
+    tensors = itertools.chain(module.named_parameters(), module.named_buffers())
+    meta = [name for name, t in tensors if t.is_meta]
+    if meta:
+        shown = ", ".join(meta[:3]) + (f" and {len(meta) - 3} more" if len(meta) > 3 else "")
+        raise InvalidModelError(
+            f"the model's {shown} are on the meta device: they have shapes but no values, so "
+            "nothing can be evaluated or measured. Materialise the model first, e.g. "
+            "model.to_empty(device='cpu') (or your device) and then load its weights "
+            "(model.load_state_dict(...)) or initialise them."
+        )
+
+
+def _fingerprint(ev: EvalSet) -> dict[str, str]:
+    return {
+        "labels": hashlib.sha256(ev.labels.astype("<i8").tobytes()).hexdigest(),
+        "sample_ids": hashlib.sha256(ev.sample_ids.astype("<i8").tobytes()).hexdigest(),
+    }
+
+
+def _compare_eval_set(store: LogStore, ev: EvalSet) -> None:
+    """InvalidDataError naming what differs between ``ev`` and the log's copy of it."""
+    group = f"{EVAL_GROUP}/{ev.name}"
+    differences = []
+    for what, key, mine in (
+        ("sample ids", "sample_id", ev.sample_ids),
+        ("labels", "label", ev.labels),
+    ):
+        stored = store.read_array(f"{group}/{key}")
+        wrong = np.flatnonzero(stored != mine)
+        if wrong.size:
+            differences.append(
+                f"its {what} differ at {wrong.size} of {len(ev)} samples (first at sample "
+                f"{wrong[0]}: {stored[wrong[0]]} in the log, {mine[wrong[0]]} here)"
+            )
+    if differences:
+        raise InvalidDataError(
+            f"evaluation set {ev.name!r} is not the one recorded in the log at {store.path}: "
+            f"{' and '.join(differences)}. Resume with the same samples in the same order, or "
+            "start a new log (another path or mode='w')."
+        )
+
+
+def _warn_nonfinite_losses(steps: Mapping[str, np.ndarray], path: Path, stacklevel: int) -> None:
+    bad = ~np.isfinite(steps["loss"]) & steps["loss_given"]
+    if bad.any():
+        kinds = "NaN" if np.isnan(steps["loss"][bad]).all() else "NaN/Inf"
+        where = steps["step"][bad][:10].tolist()
+        warnings.warn(
+            f"loss is {kinds} at step {', '.join(map(str, where))}"
+            f"{' ...' if bad.sum() > 10 else ''} (recorded as is in {path}); "
+            "training may have diverged.",
+            RuntimeWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def _loss_tensor(loss: Any) -> torch.Tensor | None:
     if loss is None:
         return None
     if torch.is_tensor(loss):
+        # A bool or complex loss is a mistake (a comparison, a wrong function), not a number.
+        if loss.dtype == torch.bool or loss.is_complex():
+            raise InvalidDataError(
+                f"step() needs the loss as a real scalar tensor or a Python int/float, got a "
+                f"{loss.dtype} tensor; pass the (real) loss you call backward() on."
+            )
         if loss.numel() != 1:
             raise InvalidDataError(
                 f"step() needs the scalar loss, got a tensor of shape {tuple(loss.shape)}; pass "
                 "loss.mean() or the reduced loss you call backward() on."
             )
         return loss.detach().reshape(())
-    try:
+    if isinstance(loss, numbers.Real) and not isinstance(loss, bool | np.bool_):
         return torch.tensor(float(loss))
-    except (TypeError, ValueError):
-        raise InvalidDataError(
-            f"step() needs the loss as a tensor or number, got {type(loss).__name__}."
-        ) from None
+    if isinstance(loss, np.ndarray) and loss.size == 1 and loss.dtype.kind in "iuf":
+        return torch.tensor(float(loss.reshape(())))
+    raise InvalidDataError(
+        "step() needs the loss as a real scalar tensor or a Python int/float (numpy real "
+        f"scalars too), got {type(loss).__name__} {loss!r:.40}; pass the loss tensor you call "
+        "backward() on, or loss.item()."
+    )
 
 
 def _wrong(output: Any, target: Any) -> tuple[torch.Tensor, int] | None:

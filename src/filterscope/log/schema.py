@@ -18,6 +18,10 @@ FORMAT_VERSION: Final = 1
 FORMAT_ATTR: Final = "filterscope_format"
 #: Root attribute holding the commit record: committed length of every appendable dimension.
 COMMIT_ATTR: Final = "filterscope_commit"
+#: Root attribute holding a random token drawn when a log is created and kept by appends: a
+#: reader holding a Dataset tells a replaced log (``mode="w"``) from a grown one by it. Logs
+#: written before it existed have none, which counts as a generation of its own ("").
+GENERATION_ATTR: Final = "filterscope_generation"
 
 #: Per-layer statistics of weights and gradients (DeepTracker, ACM TIST 2018).
 STATS: Final[tuple[str, ...]] = (

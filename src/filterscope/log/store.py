@@ -13,16 +13,24 @@ Commit protocol (details in ``docs/log-format.md``):
    completed before the kill, and a log being written can be read at the same time.
 
 A new log is built in a hidden sibling directory and renamed into place once its empty structure
-is complete, so the path either does not exist or holds a valid log. One process writes at a time
-(an advisory ``flock`` on the directory, which the kernel releases if the writer dies).
+is complete, so the path either does not exist or holds a valid log. One writer at a time: an
+advisory ``flock`` on the directory (which the kernel releases if the writer dies) keeps out other
+processes, and a registry of the directories held here names the holder in this process. Each log
+carries a random generation token, so a Dataset opened before ``mode="w"`` replaced the log
+refuses to read the new one instead of mixing two runs.
 """
 
 from __future__ import annotations
 
+import errno
+import gc
 import json
 import os
+import re
 import secrets
 import shutil
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +43,7 @@ from zarr.storage import LocalStore
 from filterscope.errors import (
     InvalidDataError,
     InvalidParameterError,
+    LogAccessError,
     LogExistsError,
     LogFormatError,
 )
@@ -58,7 +67,9 @@ from filterscope.log.schema import (
     EVAL_GROUP,
     FORMAT_ATTR,
     FORMAT_VERSION,
+    GENERATION_ATTR,
     STATE_CHUNK,
+    STATE_GROUP,
     TIME_CHUNKS,
     WIDE_CHUNK,
 )
@@ -191,6 +202,96 @@ def _is_filterscope_log(path: Path) -> bool:
     return True
 
 
+def _generation(meta: Mapping[str, Any]) -> str:
+    # Logs written before generations existed have none: "" is their generation.
+    return str(meta.get("attributes", {}).get(GENERATION_ATTR, ""))
+
+
+def _metadata_owner(root: Path, key: str, attrs: Mapping[str, Any]) -> str:
+    """What the metadata document ``key`` (``<node>/zarr.json``) belongs to, for messages.
+
+    A document that is not valid JSON cannot tell its node type itself, so it is inferred from
+    the log's structure: the groups the root attributes name, then the directory (an array with
+    data has a ``c`` chunk directory, a group has children with metadata).
+    """
+    node = key.removesuffix("zarr.json").rstrip("/")
+
+    def names(value: Any, prefix: str = "") -> list[str]:
+        return [prefix + v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    named = [
+        EVAL_GROUP,
+        STATE_GROUP,
+        *names(attrs.get(GROUPS_ATTR)),
+        *names(attrs.get("eval_sets"), f"{EVAL_GROUP}/"),
+    ]
+    groups = {"/".join(g.split("/")[: i + 1]) for g in named for i in range(g.count("/") + 1)}
+    directory = root / node
+    if node in groups:
+        return f"the group {node!r}"
+    if (directory / "c").is_dir():
+        return f"the array {node!r}"
+    try:
+        if any((child / "zarr.json").is_file() for child in directory.iterdir()):
+            return f"the group {node!r}"
+    except OSError:
+        pass
+    return f"the node {node!r} (a group or an array)"
+
+
+# ------------------------------------------------------------------------- access and locks
+
+# Log directories held by a LogStore of this process -> who holds them. A flock taken through a
+# second descriptor conflicts within one process exactly as across processes, so only this
+# registry can tell "still open here (close it)" from "another process writes it (wait)".
+_HELD: dict[Path, str] = {}
+# Re-entrant: a garbage collection can run a collected store's finalizer (_release) on a thread
+# that already holds the guard.
+_HELD_GUARD = threading.RLock()
+
+
+def _release(fds: list[int], keys: set[Path]) -> None:
+    """Close a store's lock descriptors (which releases its flocks) and forget its entries."""
+    with _HELD_GUARD:
+        for fd in fds:
+            os.close(fd)
+        fds.clear()
+        for key in keys:
+            _HELD.pop(key, None)
+        keys.clear()
+
+
+def _access_error(directory: Path, exc: OSError, consequence: str) -> LogAccessError:
+    reason = exc.strerror or type(exc).__name__
+    return LogAccessError(
+        f"{directory} is not writable ({reason}), so {consequence}. Choose a writable path, or "
+        "fix the directory's permissions (or remount it read-write)."
+    )
+
+
+def _is_access_error(exc: OSError) -> bool:
+    return isinstance(exc, PermissionError) or exc.errno == errno.EROFS
+
+
+def _require_writable(directory: Path, consequence: str) -> None:
+    """Raise :class:`LogAccessError` unless a file can be created in ``directory``.
+
+    Creating (and deleting) a file is the test that holds everywhere: ``os.access`` answers from
+    permission bits, which root bypasses, and cannot know what a network file system's server
+    will allow. The probe ends in the temporary-file suffix, so readers skip it and a resume
+    deletes it if this process dies in between.
+    """
+    probe = directory / f".write-test.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        if _is_access_error(exc):
+            raise _access_error(directory, exc, consequence) from None
+        raise
+    os.close(fd)
+    probe.unlink()
+
+
 # ------------------------------------------------------------------------- appendable arrays
 
 
@@ -273,11 +374,15 @@ class LogStore:
         The log's final location.
     durable : bool
         Also ``fsync`` every file and directory before each commit.
+    owner : str, default="a LogStore"
+        Who holds the store, named to anyone in this process who opens the log meanwhile.
 
     Attributes
     ----------
     path : pathlib.Path
         The log's location.
+    owner : str
+        Who holds the store.
     is_new : bool
         True while a new log is being built (define its arrays, then :meth:`publish`).
     committed : dict of str to int
@@ -298,16 +403,21 @@ class LogStore:
     (1, 3)
     """
 
-    def __init__(self, root: Path, path: Path, *, durable: bool) -> None:
+    def __init__(self, root: Path, path: Path, *, durable: bool, owner: str = "a LogStore") -> None:
         self.root = root
         self.path = path
         self.durable = durable
+        self.owner = owner
         self.is_new = root != path
         self.committed: dict[str, int] = {}
         self.attrs: dict[str, Any] = {}
         self.arrays: dict[str, _AppendArray] = {}
         self._metas: dict[str, dict[str, Any]] = {}
         self._lock_fds: list[int] = []
+        self._held: set[Path] = set()
+        # A store collected without close() releases its locks, as the kernel does for a dead
+        # process; otherwise nothing in this process could ever write the log again.
+        weakref.finalize(self, _release, self._lock_fds, self._held)
         self._pending: list[tuple[str, bytes]] = []
         self._replace: Path | None = None
         self._closed = False
@@ -316,7 +426,12 @@ class LogStore:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], mode: Mode = None, *, durable: bool = False
+        cls,
+        path: str | os.PathLike[str],
+        mode: Mode = None,
+        *,
+        durable: bool = False,
+        owner: str | None = None,
     ) -> LogStore:
         """Start a new log at ``path`` or reopen an existing one for appending.
 
@@ -331,6 +446,10 @@ class LogStore:
         durable : bool, default=False
             ``fsync`` data and commit record at every commit (survives power loss, not only a
             killed process; slower).
+        owner : str, optional
+            Who holds the store, e.g. ``"a Recorder created at 12:01:02 (train.py:40)"``: an
+            attempt in this process to open the log while this store is open names it. Default
+            ``"a LogStore"``.
 
         Returns
         -------
@@ -340,12 +459,17 @@ class LogStore:
         Raises
         ------
         LogExistsError
-            Existing path with ``mode=None``, or a log that another process is writing.
+            Existing path with ``mode=None``, or a log that is open for writing (by another
+            process, or by a store of this process that was not closed: the message names it).
         LogFormatError
             ``mode="w"`` or ``"a"`` on something that is not an intact filterscope log.
+        LogAccessError
+            The log's directory (``"a"``, ``"w"``) or the one that would hold a new log is not
+            writable. Checked here, before anything is written.
         """
         if mode not in (None, "w", "a"):
             raise InvalidParameterError(f"mode must be None, 'w' or 'a', got {mode!r}.")
+        owner = "a LogStore" if owner is None else str(owner)
         final = Path(path).absolute()
         exists = final.exists() and (not final.is_dir() or any(final.iterdir()))
         if exists and mode is None:
@@ -356,40 +480,57 @@ class LogStore:
             raise LogExistsError(f"{final} already exists; {hint}.")
         if exists and mode == "a":
             read_root_metadata(final)
-            store = cls(final, final, durable=durable)
+            store = cls(final, final, durable=durable, owner=owner)
             store._lock(final)
             try:
+                _require_writable(final, "the log cannot be appended to")
                 store._reopen()
             except BaseException:
                 store._unlock()
                 raise
             return store
-        if exists:  # mode == "w": only ever replace a log, never other data
-            read_root_metadata(final)
-        final.parent.mkdir(parents=True, exist_ok=True)
         staging = final.with_name(f".{final.name}.{secrets.token_hex(4)}.creating")
-        staging.mkdir()
-        store = cls(staging, final, durable=durable)
-        store._lock(staging)
+        store = cls(staging, final, durable=durable, owner=owner)
+        try:
+            if exists:  # mode == "w": only ever replace a log, never other data
+                read_root_metadata(final)
+                # Held from here to publish(): nobody starts writing a log about to be replaced,
+                # and a writer already there is refused before any work.
+                store._lock(final)
+                _require_writable(final, "the log there cannot be replaced (deleted)")
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                staging.mkdir()
+            except OSError as exc:
+                if _is_access_error(exc):
+                    # The directory refused is the parent of the one mkdir tried to make.
+                    where = Path(exc.filename).parent if exc.filename else final.parent
+                    consequence = f"a new log cannot be created at {final}"
+                    raise _access_error(where, exc, consequence) from None
+                raise
+            store._lock(staging)
+        except BaseException:
+            store._unlock()
+            raise
         store._replace = final if exists else None
-        store.attrs = {FORMAT_ATTR: FORMAT_VERSION, GROUPS_ATTR: []}
+        store.attrs = {
+            FORMAT_ATTR: FORMAT_VERSION,
+            GENERATION_ATTR: secrets.token_hex(16),
+            GROUPS_ATTR: [],
+        }
         return store
 
     def publish(self) -> None:
         """Commit the (empty) new log and move it into place; no-op for a reopened log."""
         if not self.is_new:
             return
+        staging_key = self.root.resolve()
         self.commit()
         if self.durable:
             for directory, _, _ in os.walk(self.root, topdown=False):
                 fsync_path(Path(directory))
         old = self._replace
-        if old is not None:
-            try:
-                self._lock(old)  # refuses while another process writes the old log
-            except LogExistsError:
-                self.abandon()
-                raise
+        if old is not None:  # locked since open()
             trash = old.with_name(f".{old.name}.{secrets.token_hex(4)}.deleting")
             os.rename(old, trash)
             os.rename(self.root, old)
@@ -406,6 +547,13 @@ class LogStore:
                 ) from None
         if self.durable:
             fsync_path(self.path.parent)
+        # The staging directory's lock moved with it; so does its entry in the registry.
+        with _HELD_GUARD:
+            _HELD.pop(staging_key, None)
+            self._held.discard(staging_key)
+            final_key = self.path.resolve()
+            _HELD[final_key] = self.owner
+            self._held.add(final_key)
         self.root = self.path
         self.is_new = False
 
@@ -424,9 +572,11 @@ class LogStore:
             try:
                 node = json.loads(Path(dirpath, "zarr.json").read_bytes())
             except ValueError:
+                owner = _metadata_owner(self.root, f"{key}/zarr.json", self.attrs)
                 raise LogFormatError(
-                    f"{Path(dirpath, 'zarr.json')} is not valid JSON; the log is damaged and "
-                    "cannot be resumed. Start a new log with mode='w' or another path."
+                    f"{Path(dirpath, 'zarr.json')} is not valid JSON: the metadata of {owner} is "
+                    "damaged, so the log cannot be resumed. Restore the file from a copy of the "
+                    "log, or start a new log with mode='w' or another path."
                 ) from None
             if node.get("node_type") != "array":
                 continue
@@ -459,30 +609,44 @@ class LogStore:
     # ------------------------------------------------------------------ locking
 
     def _lock(self, path: Path) -> None:
-        if fcntl is None:  # pragma: no cover - Windows
-            return
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LogExistsError(
-                f"{path} is open for writing by another process (a Recorder or LogStore); wait "
-                "for it to finish or choose another path."
-            ) from None
-        self._lock_fds.append(fd)
+        key = path.resolve()
+        with _HELD_GUARD:
+            holder = _HELD.get(key)
+        if holder is not None:
+            # A holder nobody can reach any more (a Recorder deleted while in a reference
+            # cycle) releases its lock when collected: collect before blaming it.
+            gc.collect()
+        # Under the guard: two threads of this process cannot both pass the registry check.
+        with _HELD_GUARD:
+            holder = _HELD.get(key)
+            if holder is not None:
+                raise LogExistsError(
+                    f"{path} is still open for writing in this process by {holder}; call its "
+                    "close() (or use it in a `with` block) before opening it again."
+                )
+            if fcntl is not None:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise LogExistsError(
+                        f"{path} is open for writing by another process (a Recorder or "
+                        "LogStore); wait for it to finish or choose another path."
+                    ) from None
+                self._lock_fds.append(fd)
+            _HELD[key] = self.owner
+            self._held.add(key)
 
     def _unlock(self) -> None:
-        for fd in self._lock_fds:
-            os.close(fd)  # closing the descriptor releases the flock
-        self._lock_fds.clear()
+        _release(self._lock_fds, self._held)
 
     # ------------------------------------------------------------------ defining arrays
 
     def set_attrs(self, **attrs: Any) -> None:
         """Set root attributes (written with the next commit)."""
         for key in attrs:
-            if key in (FORMAT_ATTR, COMMIT_ATTR, GROUPS_ATTR):
+            if key in (FORMAT_ATTR, COMMIT_ATTR, GENERATION_ATTR, GROUPS_ATTR):
                 raise ValueError(f"root attribute {key!r} is managed by the store.")
         self.attrs.update(attrs)
 
@@ -724,6 +888,17 @@ class LogStore:
         finally:
             self._unlock()
 
+    def __enter__(self) -> LogStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # After an exception the appended rows may be incomplete: keep only what was committed,
+        # as if the process had been killed (a log never published is deleted).
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
+
     # ------------------------------------------------------------------ reading (resume)
 
     def has_array(self, key: str) -> bool:
@@ -731,14 +906,24 @@ class LogStore:
         return key in self._metas
 
     def read_array(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Values of an array along its first axis (appendable arrays: committed rows only)."""
-        array = zarr.open_array(LocalStore(self.root), path=key, mode="r", zarr_format=3)
+        """Values of an array along its first axis (appendable arrays: committed rows only).
+
+        Read through the same checks as :func:`open_log`: a damaged or missing chunk file raises
+        :class:`~filterscope.errors.LogFormatError` rather than resuming from wrong values.
+        """
+        # The lock keeps the directory from being replaced, so there is no generation to watch.
+        view = _CommittedView(
+            self.root, self.committed, attrs=self.attrs, watch=False, advice=_RESUME_ADVICE
+        )
+        array = zarr.open_array(view, path=key, mode="r", zarr_format=3)
         if key in self.arrays:
             limit = self.committed.get(self.arrays[key].dim, 0)
             stop = limit if stop is None else min(stop, limit)
         try:
             return np.asarray(array[start:stop])
-        except ValueError as exc:  # checksum or decompression failure
+        except LogFormatError:
+            raise
+        except ValueError as exc:  # decompression failure behind a matching checksum
             raise LogFormatError(
                 f"{self.root / key} is damaged ({exc}); the log cannot be resumed. Start a new "
                 "log with mode='w' or another path."
@@ -807,49 +992,173 @@ class PendingWrites:
 
 # ------------------------------------------------------------------------------ reading
 
+# zarr's default v3 chunk key: <array>/c/<i>/<j>/... (just <array>/c for a 0-d array).
+_CHUNK_KEY = re.compile(r"^(?:(.*)/)?c((?:/\d+)*)$")
+_LOST_CHUNK_ADVICE = (
+    "Restore it from a copy of the log. Without one, its entries are lost; everything else "
+    "still reads, including this variable's other chunks (select around it, e.g. with .isel)."
+)
+_RESUME_ADVICE = (
+    "The log cannot be resumed: restore the file from a copy of the log, or start a new log "
+    "with mode='w' or another path."
+)
+
 
 class _CommittedView(LocalStore):
-    """Read-only view of a log cut to a commit record, with checksummed chunk reads.
+    """Read-only view of a log cut to a commit record, with checked file reads.
 
     Array metadata is served with the appendable dimension's length replaced by its committed
-    length, so xarray (and zarr) never see rows of an unfinished snapshot. Every chunk file ends
-    in a CRC32C of its content (the ``crc32c`` codec); a mismatch raises
-    :class:`~filterscope.errors.LogFormatError` naming the file instead of a codec error.
+    length, so xarray (and zarr) never see rows of an unfinished snapshot. Every read is checked,
+    so that nothing wrong is served silently, each failure a
+    :class:`~filterscope.errors.LogFormatError` naming the file:
+
+    * every chunk file ends in a CRC32C of its content (the ``crc32c`` codec): a mismatch is
+      reported instead of a codec error;
+    * a chunk file missing inside the committed extent is an error, where zarr would read the
+      fill value (the writer writes every chunk it commits; only the ``state`` slots may be
+      unwritten);
+    * with ``watch``, a log replaced since the view was made (``mode="w"``) is reported, where
+      zarr would read the new run's files under the old run's shapes.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        Log directory.
+    counts : mapping of str to int
+        The commit record to cut to.
+    attrs : mapping
+        Root attributes (the generation to watch, the group names for messages).
+    root_meta : bytes, optional
+        The root metadata as read, served for the root ``zarr.json`` (default: the file).
+    watch : bool, default=True
+        Check at every read that the log is still the generation ``attrs`` names.
+    advice : str, optional
+        What a damaged or missing chunk file's message tells to do (default: for a reader).
     """
 
-    def __init__(self, root: Path, counts: Mapping[str, int], root_meta: bytes) -> None:
+    def __init__(
+        self,
+        root: Path,
+        counts: Mapping[str, int],
+        *,
+        attrs: Mapping[str, Any],
+        root_meta: bytes | None = None,
+        watch: bool = True,
+        advice: str = _LOST_CHUNK_ADVICE,
+    ) -> None:
         super().__init__(root, read_only=True)
+        self._advice = advice
         self._counts = dict(counts)
+        self._attrs = dict(attrs)
         self._root_meta = root_meta
+        self._watch = watch
+        self._generation = _generation({"attributes": attrs})
+        self._root_meta_path = os.path.join(root, "zarr.json")  # a str: stat() it at every read
+        # Identity of the root zarr.json last seen holding our generation (None: not yet seen).
+        self._verified: tuple[int, ...] | None = None
+        # Array key -> (served shape, chunk shape, whether every chunk in it must exist).
+        self._extents: dict[str, tuple[list[int], list[int], bool]] = {}
 
     def with_read_only(self, read_only: bool = False) -> _CommittedView:
         return self
 
+    def _check_generation(self) -> None:
+        """Raise if the log at ``root`` is no longer the one this view was made for.
+
+        Run after every file read: if the root still holds our generation after the read, what
+        was read belongs to it (a generation never comes back). ``mode="w"`` renames a whole new
+        directory into place, while appends (``mode="a"``, a live writer) keep the directory and
+        the generation; the check must tell the two apart, at every chunk read, cheaply. One
+        ``stat`` of the root ``zarr.json`` does: every commit replaces that file (new inode,
+        mtime), so while its identity is the one last verified nothing happened; when it
+        changed, the file is read once and its generation compared. That costs one JSON parse
+        per commit, not per chunk. The directory's inode alone would not do: a replaced log's
+        inode number is free for the next replacement to reuse.
+        """
+        try:
+            st = os.stat(self._root_meta_path)
+            ident = (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
+            if ident == self._verified:
+                return
+            meta, _ = read_root_metadata(self.root)
+        except FileNotFoundError:
+            raise LogFormatError(
+                f"the log at {self.root} was deleted or replaced since it was opened; open it "
+                "again with filterscope.open_log once it exists."
+            ) from None
+        if _generation(meta) != self._generation:
+            raise LogFormatError(
+                f"the log at {self.root} was replaced since it was opened; open it again with "
+                "filterscope.open_log."
+            )
+        # The identity taken before the read: if the file changed in between, the next check
+        # sees a different identity and reads it again.
+        self._verified = ident
+
     def _serve(self, key: str, buf: Buffer | None, prototype: BufferPrototype) -> Buffer | None:
-        if key == "zarr.json":
+        if key == "zarr.json" and self._root_meta is not None:
             return prototype.buffer.from_bytes(self._root_meta)
-        if buf is None:
-            return None
+        if self._watch:
+            self._check_generation()
         if key.endswith("zarr.json"):
+            if buf is None:
+                return None
             try:
                 meta = json.loads(buf.to_bytes())
             except ValueError:
+                owner = _metadata_owner(self.root, key, self._attrs)
                 raise LogFormatError(
-                    f"{self.root / key} is not valid JSON; this array's metadata is damaged. "
+                    f"{self.root / key} is not valid JSON: the metadata of {owner} is damaged. "
                     "Restore the file from a copy of the log."
                 ) from None
+            if not isinstance(meta, dict) or meta.get("node_type") != "array":
+                return buf
             dims = meta.get("dimension_names") or [None]
-            if meta.get("node_type") == "array" and dims[0] in self._counts:
+            served = buf
+            if dims[0] in self._counts:
                 meta["shape"][0] = self._counts[dims[0]]
-                return prototype.buffer.from_bytes(json.dumps(meta).encode())
-            return buf
+                served = prototype.buffer.from_bytes(json.dumps(meta).encode())
+            self._remember_extent(key.removesuffix("zarr.json").rstrip("/"), meta)
+            return served
+        if buf is None:
+            self._check_missing(key)
+            return None
         if not checksum_ok(buf.to_bytes()):
             raise LogFormatError(
                 f"chunk file {self.root / key} is damaged (its checksum does not match: truncated "
-                "or overwritten after filterscope wrote it). Restore it from a copy of the log; "
-                "as a last resort delete the file, and its entries read as missing values."
+                f"or overwritten after filterscope wrote it). {self._advice}"
             )
         return buf
+
+    def _remember_extent(self, node: str, meta: Mapping[str, Any]) -> None:
+        try:
+            shape = [int(s) for s in meta["shape"]]
+            chunks = [int(c) for c in meta["chunk_grid"]["configuration"]["chunk_shape"]]
+        except (KeyError, TypeError, ValueError):
+            return  # zarr itself reports metadata this broken
+        # The state slots are rewritten whole and may never have been written (a resume reads
+        # an all-NaN slot as "none yet"); every other chunk in the extent is written with it.
+        required = node != STATE_GROUP and not node.startswith(f"{STATE_GROUP}/")
+        self._extents[node] = (shape, chunks, required)
+
+    def _check_missing(self, key: str) -> None:
+        match = _CHUNK_KEY.match(key)
+        if match is None:
+            return
+        node, indices = match.group(1) or "", match.group(2)
+        extent = self._extents.get(node)
+        if extent is None:
+            return
+        shape, chunks, required = extent
+        index = [int(i) for i in indices.split("/") if i]
+        if not required or len(index) != len(shape):
+            return
+        if all(i * c < s for i, c, s in zip(index, chunks, shape, strict=True)):
+            raise LogFormatError(
+                f"chunk file {self.root / key} is missing: the log is damaged (the file was "
+                f"deleted or never copied; filterscope writes every chunk it commits). "
+                f"{self._advice}"
+            )
 
     async def get(
         self,
@@ -859,7 +1168,9 @@ class _CommittedView(LocalStore):
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
         buf = await super().get(key, prototype, byte_range)
-        if byte_range is not None:
+        if byte_range is not None:  # partial reads: not used by the log's codecs
+            if self._watch:
+                self._check_generation()
             return buf
         return self._serve(key, buf, prototype)
 
@@ -872,7 +1183,9 @@ class _CommittedView(LocalStore):
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
         buf = super().get_sync(key, prototype=prototype, byte_range=byte_range)
-        if byte_range is not None:
+        if byte_range is not None:  # partial reads: not used by the log's codecs
+            if self._watch:
+                self._check_generation()
             return buf
         return self._serve(key, buf, prototype)
 
@@ -920,7 +1233,9 @@ def open_log(
         If ``path`` does not exist.
     LogFormatError
         If ``path`` is not a filterscope log, is damaged, or was written by a newer version.
-        Damaged chunk files raise it when their data is computed.
+        Damaged or missing chunk files raise it when their data is computed, and so does
+        computing data after the log was replaced (``mode="w"``) since it was opened: open it
+        again to read the new log.
     ValueError
         Unknown ``eval_set`` or ``group``.
 
@@ -948,7 +1263,7 @@ def open_log(
     root = Path(path).absolute()
     meta, raw = read_root_metadata(root)
     attrs = meta["attributes"]
-    view = _CommittedView(root, attrs[COMMIT_ATTR], raw)
+    view = _CommittedView(root, attrs[COMMIT_ATTR], attrs=attrs, root_meta=raw)
     groups = list(attrs.get(GROUPS_ATTR, []))
     sets = list(attrs.get("eval_sets", []))
 
