@@ -201,6 +201,50 @@ def test_float32_agrees_with_float64_and_results_are_scale_invariant():
     np.testing.assert_array_equal(scaled["labels"], f64["labels"])
 
 
+def test_standardisation_is_the_same_at_any_scale_and_never_squares_raw_points():
+    # Scaling by a power of two is exact in floating point, so the standardised features must
+    # be bit for bit the same; before, 2^-600 underflowed the variance (every filter "dead")
+    # and 2^600 overflowed it (features all 0, log(scale) inf).
+    points, _ = make_filter_points(6, 200, random_state=9)
+    points = np.concatenate([points, np.full((1, 200, 2), -3.0)])  # plus a constant filter
+    cpu = torch.device("cpu")
+    ref = em.standardize(points, torch.float64, cpu)
+    assert ref.dead.tolist() == [False] * 6 + [True]
+    for e in (-600, -60, 60, 600):
+        std = em.standardize(np.ldexp(points, e), torch.float64, cpu)
+        assert torch.equal(std.features, ref.features), e
+        np.testing.assert_array_equal(std.dead, ref.dead)
+        np.testing.assert_array_equal(std.scale, np.ldexp(ref.scale, e))
+        np.testing.assert_array_equal(std.centre, np.ldexp(ref.centre, e))
+        live = ~ref.dead
+        np.testing.assert_allclose(std.log_scale[live], ref.log_scale[live] + e * np.log(2.0))
+        assert np.isfinite(std.log_scale).all()
+    # powers of ten round the points themselves, and so the features, by a few ulps only
+    for scale in (1e-300, 1e-20, 1e154, 1e300):
+        std = em.standardize(points * scale, torch.float64, cpu)
+        np.testing.assert_allclose(std.features, ref.features, rtol=1e-13, atol=1e-13)
+        np.testing.assert_array_equal(std.dead, ref.dead)
+
+
+def test_reg_covar_is_relative_to_each_filters_spread():
+    # fit_chunk adds reg_covar to the standardised covariances, so even reg_covar=1e-6 on
+    # points spread ~1e-6 (where it is as large as their variance, in their units) changes
+    # nothing; fit_from_init adds it in the caller's units, as scikit-learn does.
+    points, _ = make_filter_points(8, 300, random_state=10)
+    u = np.random.RandomState(0).random_sample((8, 1, em.n_uniforms(4)))
+    kw = {"tol": 1e-3, "reg_covar": 1e-6, "max_iter": 100, "device": "cpu", "budget": em.CPU_BUDGET}
+    for dtype in (torch.float32, torch.float64):
+        ref = em.fit_chunk(points, u, (1, 2, 3, 4), dtype=dtype, **kw)
+        tiny = em.fit_chunk(points * 1e-6, u, (1, 2, 3, 4), dtype=dtype, **kw)
+        np.testing.assert_array_equal(tiny["labels"], ref["labels"])
+        np.testing.assert_allclose(tiny["loglik"], ref["loglik"] - 2 * np.log(1e-6), atol=1e-6)
+        np.testing.assert_allclose(tiny["covariances"], ref["covariances"] * 1e-12, rtol=1e-6)
+    resp = np.eye(2)[np.random.default_rng(0).integers(0, 2, size=(8, 300))]
+    wide = em.fit_from_init(points, resp=resp, reg_covar=1e-6, max_iter=0)
+    tiny = em.fit_from_init(points * 1e-3, resp=resp, reg_covar=1e-6 * 1e-6, max_iter=0)
+    np.testing.assert_allclose(tiny.covariances, wide.covariances * 1e-6, rtol=1e-9)
+
+
 def test_degenerate_filters_give_finite_results():
     rng = np.random.default_rng(0)
     n = 200

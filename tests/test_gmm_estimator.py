@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import xarray as xr
 from scipy import stats as st
 from sklearn.base import clone
 
-from filterscope.errors import InvalidDataError, NonFiniteError
+from filterscope.errors import InvalidDataError, InvalidParameterError, NonFiniteError
 from filterscope.gmm import estimator
 from filterscope.gmm.estimator import FilterGMM
 from filterscope.gmm.synthetic import CLEAN_KINDS, make_filter_points
@@ -220,6 +222,115 @@ def test_bad_input_raises_typed_errors_that_say_what_to_do():
             FilterGMM(**params).fit(rng.normal(size=(2, 50, 2)))
     with pytest.raises(InvalidDataError, match="not fitted"):
         FilterGMM().to_dataset()
+
+
+@pytest.fixture(scope="module")
+def scaled_points():
+    """Clean and planted filters plus one constant filter, the fit at scale 1 in float32 and
+    float64, and the truth."""
+    points, truth = make_filter_points(
+        8, 500, kinds=("gaussian", "planted", "clusters", "planted"), random_state=12
+    )
+    points = np.concatenate([points, np.full((1, 500, 2), 2.5)])
+    fits = {dt: FilterGMM(device="cpu", dtype=dt).fit(points) for dt in ("float32", "float64")}
+    return points, truth, fits
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("scale", [1e-20, 1e154, 1e-200])
+def test_a_planted_group_is_found_at_any_scale_with_finite_log_likelihoods(
+    scaled_points, dtype, scale
+):
+    # Points are standardised per filter in float64 (without squaring the raw values) and
+    # reg_covar is relative to each filter's spread, so a change of units changes nothing but
+    # the units of the reported parameters. Before, 1e-20 gave NaN log-likelihoods and 1e154
+    # -inf ones, and both flagged nothing.
+    points, truth, fits = scaled_points
+    ref = fits[dtype]
+    planted = np.append(truth.has_outliers, False)
+    assert ref.anomaly_[planted].all() and not ref.anomaly_[~planted].any()
+    assert ref.dead_.tolist() == [False] * 8 + [True]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gmm = FilterGMM(device="cpu", dtype=dtype).fit(points * scale)
+    np.testing.assert_array_equal(gmm.anomaly_, ref.anomaly_)
+    np.testing.assert_array_equal(gmm.k_, ref.k_)
+    np.testing.assert_array_equal(gmm.labels_, ref.labels_)
+    for got, want in zip(gmm.outliers_, ref.outliers_, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(gmm.anomaly_score_, ref.anomaly_score_, rtol=1e-6)
+    np.testing.assert_allclose(gmm.ch_[:, 1:], ref.ch_[:, 1:], rtol=1e-6)
+    # log-likelihoods are densities in the points' units: shifted by -2 log(scale), finite
+    live = ~ref.dead_
+    for name in ("loglik_", "lower_bound_"):
+        got, want = getattr(gmm, name), getattr(ref, name)
+        assert np.isfinite(got).all(), name
+        np.testing.assert_allclose(
+            got[live], want[live] - 2 * math.log(scale), rtol=1e-9, atol=1e-6
+        )
+    np.testing.assert_allclose(gmm.means_[live], ref.means_[live] * scale, rtol=1e-6)
+    np.testing.assert_allclose(gmm.scale_[live], ref.scale_[live] * scale, rtol=1e-12)
+    # the constant filter keeps its documented fit: its point, covariance reg_covar I
+    assert gmm.dead_[-1] and gmm.k_[-1] == 1 and not gmm.anomaly_[-1]
+    np.testing.assert_allclose(gmm.means_[-1, 0], [2.5 * scale] * 2)
+    np.testing.assert_array_equal(gmm.covariances_[-1, 0], 1e-6 * np.eye(2))
+    np.testing.assert_allclose(gmm.loglik_[-1], -math.log(2 * math.pi) - math.log(1e-6))
+    # covariances (s² times the standardised ones) are in float64's range up to s ≈ 1e154 only:
+    # beyond it they are inf (below 1e-154, 0), said by a warning
+    spread = ref.scale_[live] * scale
+    out_of_range = (spread.max() > 1e150) | (spread.min() < 1e-150)
+    warned = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if out_of_range:
+        assert len(warned) == 1 and "outside float64's range" in warned[0]
+    else:
+        assert not warned
+        np.testing.assert_allclose(
+            gmm.covariances_[live], ref.covariances_[live] * scale**2, rtol=1e-6
+        )
+
+
+def test_low_precision_points_are_fitted_as_their_float32_copy():
+    # numpy has no bfloat16 (a bfloat16 tensor used to raise a bare TypeError); float16 and
+    # bfloat16 are converted to float32 exactly, so the fit is that of the float32 copy
+    points, _ = make_filter_points(6, 300, kinds=("gaussian", "planted"), random_state=13)
+    for low in (
+        torch.as_tensor(points).to(torch.bfloat16),
+        torch.as_tensor(points).to(torch.float16),
+        points.astype(np.float16),
+    ):
+        copy = torch.as_tensor(low).float().numpy()
+        want = FilterGMM(k_range=(1, 4), device="cpu").fit(copy)
+        got = FilterGMM(k_range=(1, 4), device="cpu").fit(low)
+        np.testing.assert_array_equal(got.labels_, want.labels_)
+        np.testing.assert_array_equal(got.loglik_, want.loglik_)
+        np.testing.assert_array_equal(got.anomaly_, want.anomaly_)
+    for bad in (points.astype(np.complex64), torch.as_tensor(points) > 0):
+        with pytest.raises(InvalidDataError, match="takes float64, float32, float16 and bfloat16"):
+            FilterGMM(device="cpu").fit(bad)
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:x", "mps", "meta", 5])
+def test_unusable_devices_are_parameter_errors_naming_the_valid_ones(device, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    points = np.random.default_rng(0).normal(size=(2, 50, 2))
+    with pytest.raises(InvalidParameterError, match=r"'cpu', 'cuda', 'cuda:0'") as err:
+        FilterGMM(device=device).fit(points)
+    # still an InvalidDataError, the class parameter errors had before
+    assert isinstance(err.value, InvalidDataError)
+
+
+def test_a_missing_cuda_device_is_a_clear_error(monkeypatch):
+    points = np.random.default_rng(0).normal(size=(2, 50, 2))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:0", torch.device("cuda", 0)):
+        with pytest.raises(InvalidParameterError, match="torch sees no CUDA device"):
+            FilterGMM(device=device).fit(points)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(InvalidParameterError, match=r"sees 1 CUDA device\(s\), cuda:0 to cuda:0"):
+        FilterGMM(device="cuda:3").fit(points)
+    # a torch.device for the CPU is fine
+    FilterGMM(k_range=(1, 2), device=torch.device("cpu")).fit(points)
 
 
 def test_literal_ch_rule_is_available():

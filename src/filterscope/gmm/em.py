@@ -6,8 +6,13 @@ problems are solved together:
 
 * **Standardisation.** Each filter's points are centred and divided by one scale
   ``s = sqrt((var_x + var_y) / 2)``, so float32 is accurate; an isotropic scale keeps k-means
-  equivalent and ``reg_covar`` becomes ``reg_covar / s²``. Results are mapped back at the end
-  (means ``· s + centre``, covariances ``· s²``, log-likelihoods ``- 2 log s``).
+  equivalent. The statistics are taken in float64 on the points divided by a power of two near
+  their largest magnitude, so no square overflows or underflows: any finite points, at any
+  scale, give the same standardised problem. :func:`fit_chunk` adds ``reg_covar`` in these standardised units
+  (results do not depend on the units of the points); :func:`fit_from_init`, the
+  scikit-learn parity front end, adds it in the caller's units (``reg_covar / s²``). Results
+  are mapped back at the end (means ``· s + centre``, covariances ``· s²``, log-likelihoods
+  ``- 2 log s``).
 * **Linear E-step.** For 2-D points ``log(w_k N(x | mu_k, Sigma_k))`` is linear in the features
   ``phi(x) = [1, x, y, x², xy, y²]``; with closed-form 2×2 inverses and determinants, the E-step
   of W problems is one ``bmm`` of coefficients (W, K, 6) by features (W, 6, N). N is innermost
@@ -62,9 +67,10 @@ from filterscope.gmm._parallel import check_cancelled
 MAX_LLOYD = 1
 #: Local trials of the greedy k-means++ seeding (scikit-learn: 2 + ln K, i.e. 2–4 for K ≤ 8).
 N_LOCAL_TRIALS = 4
-#: Smallest diagonal regulariser per dtype, relative to the filter's own ``s²``: ``reg_covar /
-#: s²`` is raised to it, so no component is narrower. float32 keeps the expanded quadratic form
-#: accurate to about 1e-2 nats down to this width; float64's floor only matters for ``s > 1e3``.
+#: Smallest diagonal regulariser per dtype, in standardised units (relative to the filter's own
+#: ``s²``): the regulariser is raised to it, so no component is narrower. float32 keeps the
+#: expanded quadratic form accurate to about 1e-2 nats down to this width (it exceeds the
+#: default ``reg_covar=1e-6``); float64's floor only matters for ``reg_covar < 1e-12``.
 VARIANCE_FLOOR = {torch.float32: 1e-4, torch.float64: 1e-12}
 #: Floor of ``log2`` responsibilities relative to a point's largest term, per dtype: far below
 #: the dtype's precision, yet high enough that every responsibility × feature product in the
@@ -102,39 +108,55 @@ class Standardized:
     """Per-filter standardisation ``x' = (x - centre) / scale`` and the features of ``x'``.
 
     ``features`` is (F, 6, N) ``[1, x', y', x'², x'y', y'²]`` in the compute dtype; ``scale`` is
-    0 and ``dead`` True for a filter whose points are all equal.
+    0 and ``dead`` True for a filter whose points are all equal. ``log_scale`` is ``log(scale)``
+    computed without forming ``scale`` (finite for every live filter), 0 for dead filters.
     """
 
     features: torch.Tensor
     centre: np.ndarray
     scale: np.ndarray
     dead: np.ndarray
+    log_scale: np.ndarray
 
 
 def standardize(points: np.ndarray, dtype: torch.dtype, device: torch.device) -> Standardized:
     """Centre and scale each filter's points (statistics in float64) and build the features.
 
+    The statistics are computed on the points divided by a power of two near each filter's
+    largest magnitude ``m = max|x|`` (an exact division), so squares neither overflow
+    (``|x| > 1e154``) nor underflow (``|x| < 1e-154``): the standardised points, and so every
+    fit, are the same at any scale.
     A filter is dead when its spread is at the level of the input's own rounding
-    (``s <= 8 eps max|x|``), e.g. a constant feature map. Runs in torch on ``device``.
+    (``s <= 8 eps m``), e.g. a constant feature map. Runs in torch on ``device``; one pass over
+    the points per statistic, once per fit (never per EM iteration).
     """
     src = torch.as_tensor(np.asarray(points) if not torch.is_tensor(points) else points)
     eps = torch.finfo(src.dtype if src.is_floating_point() else torch.float64).eps
     pts = src.to(device=device, dtype=torch.float64, copy=True)
     top = pts.abs().amax(dim=(1, 2))
-    centre = pts.mean(dim=1)
-    diff = pts.sub_(centre[:, None, :])  # pts is our own copy: reuse it
-    scale = diff.square().mean(dim=(1, 2)).sqrt_()
-    dead = scale <= 8 * eps * top
-    safe = torch.where(dead, 1.0, scale)
+    # A power of two at least max|x| (2^0 for all-zero points): dividing by it is exact, so
+    # the statistics are bit for bit those of the raw points wherever those do not overflow.
+    # Capped at 2^1023 (2^1024 is not a float64), where |rel| <= 2.
+    exponent = torch.frexp(top).exponent.clamp_max(1023)
+    unit = torch.ldexp(torch.ones_like(top), exponent)
+    rel = pts.div_(unit[:, None, None])  # pts is our own copy: reuse it
+    centre_rel = rel.mean(dim=1)
+    diff = rel.sub_(centre_rel[:, None, :])
+    # scale = scale_rel · unit is at most max|x| (a variance is at most the second moment)
+    scale_rel = diff.square().mean(dim=(1, 2)).sqrt_()
+    dead = scale_rel <= 8 * eps * top / unit
+    safe = torch.where(dead, 1.0, scale_rel)
     xs = diff.div_(safe[:, None, None]).masked_fill_(dead[:, None, None], 0.0)
     # Coordinates below 1e-15 become 0, so no feature (x², xy, y²) is a subnormal float: one
     # would make the matmuls crawl (subnormal arithmetic is about a hundred times slower).
     xs.masked_fill_(xs.abs() < 1e-15, 0.0)
+    log_scale = torch.where(dead, 0.0, torch.log(safe) + exponent.double() * _LN2)
     return Standardized(
         features=make_features(xs.to(dtype)),
-        centre=centre.cpu().numpy(),
-        scale=torch.where(dead, 0.0, scale).cpu().numpy(),
+        centre=(centre_rel * unit[:, None]).cpu().numpy(),
+        scale=torch.where(dead, 0.0, scale_rel * unit).cpu().numpy(),
         dead=dead.cpu().numpy(),
+        log_scale=log_scale.cpu().numpy(),
     )
 
 
@@ -145,9 +167,18 @@ def make_features(xs: torch.Tensor) -> torch.Tensor:
 
 
 def scaled_reg(reg_covar: float, scale: np.ndarray, dtype: torch.dtype) -> np.ndarray:
-    """``reg_covar`` in standardised units per filter, at least the dtype's variance floor."""
+    """``reg_covar`` given in the caller's units, in standardised units per filter
+    (``reg_covar / s²``, computed as ``(sqrt(reg_covar) / s)²`` so that ``s²`` cannot underflow
+    or overflow on the way), at least the dtype's variance floor."""
     safe = np.where(scale > 0, scale, 1.0)
-    return np.maximum(reg_covar / safe**2, VARIANCE_FLOOR[dtype])
+    with np.errstate(over="ignore", under="ignore"):
+        return np.maximum((math.sqrt(reg_covar) / safe) ** 2, VARIANCE_FLOOR[dtype])
+
+
+def relative_reg(reg_covar: float, n_filters: int, dtype: torch.dtype) -> np.ndarray:
+    """``reg_covar`` given in standardised units (relative to each filter's ``s²``), (F,), at
+    least the dtype's variance floor."""
+    return np.full(n_filters, max(reg_covar, VARIANCE_FLOOR[dtype]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -635,20 +666,36 @@ class MixtureFit:
 
 
 def to_user_units(
-    em: EMResult, fin: FinalPass, centre: np.ndarray, scale: np.ndarray
+    em: EMResult,
+    fin: FinalPass,
+    centre: np.ndarray,
+    scale: np.ndarray,
+    log_scale: np.ndarray | None = None,
 ) -> MixtureFit:
-    """Map standardised results back: ``centre`` (B, 2) and ``scale`` (B,) per problem."""
+    """Map standardised results back: ``centre`` (B, 2), ``scale`` (B,) and optionally
+    ``log_scale`` (B,) per problem (:class:`Standardized`'s; by default ``log(scale)``, 0
+    where ``scale`` is 0).
+
+    Log-likelihoods subtract ``2 log s`` (the log-determinant of the standardisation), which
+    is finite at any scale. Means and covariances are products in float64: a covariance of
+    points spread beyond about ``1e154`` (or under ``1e-154``) is outside float64's range and
+    comes back as inf (or 0); nothing else does.
+    """
     s = np.where(scale > 0, scale, 1.0)
+    log_s = np.log(s) if log_scale is None else log_scale
     par = em.par.double().cpu().numpy()
     cxx, cxy, cyy = par[:, 3], par[:, 4], par[:, 5]
     cov = np.stack([cxx, cxy, cxy, cyy], axis=-1).reshape(*cxx.shape, 2, 2)
-    log_s2 = 2 * np.log(s)
+    with np.errstate(over="ignore", under="ignore"):
+        means = par[:, 1:3].transpose(0, 2, 1) * s[:, None, None] + centre[:, None, :]
+        # (cov · s) · s: s² alone overflows from s ≈ 1.3e154 even where cov · s² does not
+        covariances = cov * s[:, None, None, None] * s[:, None, None, None]
     return MixtureFit(
         weights=par[:, 0],
-        means=par[:, 1:3].transpose(0, 2, 1) * s[:, None, None] + centre[:, None, :],
-        covariances=cov * (s**2)[:, None, None, None],
-        lower_bound=em.lower_bound.double().cpu().numpy() - log_s2,
-        loglik=fin.loglik.double().cpu().numpy() - log_s2,
+        means=means,
+        covariances=covariances,
+        lower_bound=em.lower_bound.double().cpu().numpy() - 2 * log_s,
+        loglik=fin.loglik.double().cpu().numpy() - 2 * log_s,
         n_iter=em.n_iter.cpu().numpy(),
         converged=em.converged.cpu().numpy(),
         labels=fin.labels.cpu().numpy(),
@@ -676,7 +723,8 @@ def fit_from_init(
     scikit-learn's ``weights_init``/``means_init``/``precisions_init``, or initial
     responsibilities ``resp`` (B, N, K), from which the first parameters are estimated as
     scikit-learn's ``_initialize`` does. ``points`` is (B, N, 2) in the caller's units; the
-    points must not be constant.
+    points must not be constant. ``reg_covar`` is in the caller's units too, as in
+    scikit-learn (:func:`fit_chunk`, unlike this, adds it in standardised units).
 
     Examples
     --------
@@ -698,7 +746,8 @@ def fit_from_init(
     else:
         if weights is None or means is None or precisions is None:
             raise ValueError("give either resp or all of weights, means and precisions")
-        cov = np.linalg.inv(np.asarray(precisions, dtype=np.float64)) / (s**2)[:, None, None, None]
+        cov = np.linalg.inv(np.asarray(precisions, dtype=np.float64))
+        cov = cov / s[:, None, None, None] / s[:, None, None, None]
         mu = (np.asarray(means, dtype=np.float64) - std.centre[:, None, :]) / s[:, None, None]
         par = np.stack(
             [
@@ -715,7 +764,7 @@ def fit_from_init(
     pf = torch.arange(b)
     res = em_pool(std.features, pf, par0, reg, tol=tol, max_iter=max_iter, budget=budget)
     fin = final_pass(std.features, pf, res.par, budget=budget)
-    return to_user_units(res, fin, std.centre, std.scale)
+    return to_user_units(res, fin, std.centre, std.scale, std.log_scale)
 
 
 def n_uniforms(k_max: int) -> int:
@@ -745,6 +794,12 @@ def fit_chunk(
     uniforms : ndarray (F, n_init, n_uniforms(max(ks)))
         Random numbers of the k-means++ seedings (one seeding per filter and initialisation,
         shared by every K).
+    reg_covar : float
+        Added to the diagonal of every covariance of the *standardised* points, i.e.
+        ``reg_covar · s²`` in the caller's units (at least the dtype's
+        :data:`VARIANCE_FLOOR`), so the fits do not depend on the points' units. A dead
+        filter's single component has covariance ``reg_covar · I`` in the caller's units
+        (it has no scale).
 
     Returns
     -------
@@ -752,7 +807,9 @@ def fit_chunk(
     ``weights`` (F, nK, Kmax), ``means`` (F, nK, Kmax, 2), ``covariances`` (F, nK, Kmax, 2, 2),
     ``lower_bound``, ``loglik``, ``n_iter``, ``converged`` (F, nK), ``labels`` (F, nK, N) int8,
     ``label_stats`` (F, nK, Kmax, 6) in standardised units, ``centre`` (F, 2), ``scale`` (F,),
-    ``dead`` (F,). Components beyond K are zero-weight padding.
+    ``log_scale`` (F,), ``dead`` (F,). Components beyond K are zero-weight padding.
+    Log-likelihoods are finite at any scale; see :func:`to_user_units` for covariances of
+    points spread beyond float64's squared range.
     """
     dev = torch.device(device)
     f_all, n, _ = points.shape
@@ -773,13 +830,14 @@ def fit_chunk(
         "label_stats": np.zeros((f_all, nk, k_max, 6)),
         "centre": std.centre,
         "scale": std.scale,
+        "log_scale": std.log_scale,
         "dead": std.dead,
     }
     _fill_dead(res, std, reg_covar, n)
     if live.size == 0:
         return res
     feats = std.features[torch.as_tensor(live, device=dev)]
-    reg = torch.as_tensor(scaled_reg(reg_covar, std.scale[live], dtype), dtype=dtype, device=dev)
+    reg = torch.as_tensor(relative_reg(reg_covar, live.size, dtype), dtype=dtype, device=dev)
     # Problem p fits filter p // n_init with initialisation p % n_init.
     problem_filter = torch.arange(live.size * n_init) // n_init
     u = torch.as_tensor(uniforms[live].reshape(live.size * n_init, -1))
@@ -804,7 +862,7 @@ def fit_chunk(
         pick = torch.arange(live.size, device=dev) * n_init + best
         fit = EMResult(**{fl.name: getattr(fit, fl.name)[pick] for fl in fields(EMResult)})
         fin = final_pass(feats, torch.arange(live.size), fit.par, budget=budget)
-        user = to_user_units(fit, fin, std.centre[live], std.scale[live])
+        user = to_user_units(fit, fin, std.centre[live], std.scale[live], std.log_scale[live])
         res["weights"][live, j, :k] = user.weights
         res["means"][live, j, :k] = user.means
         res["covariances"][live, j, :k] = user.covariances

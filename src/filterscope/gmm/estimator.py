@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from filterscope.errors import InvalidDataError, NonFiniteError
+from filterscope.errors import InvalidDataError, InvalidParameterError, NonFiniteError
 from filterscope.gmm import em
 from filterscope.gmm._parallel import map_chunks
 from filterscope.gmm.select import SELECTIONS, select
@@ -27,6 +28,21 @@ from filterscope.gmm.select import SELECTIONS, select
 CHUNK_MEMORY = 1 << 30
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Point dtypes kept as they are; other floats (float16, bfloat16, float8) are converted to
+#: float32, exactly: numpy has no bfloat16 or float8, and a float16 tensor, a float16 array and
+#: their float32 copy then fit alike (the dead-filter test reads the input dtype's rounding).
+_FULL_PRECISION = (torch.float32, torch.float64)
+#: Device types the batched EM runs on.
+_DEVICE_TYPES = ("cpu", "cuda")
+
+
+class ParameterError(InvalidParameterError, InvalidDataError):
+    """A :class:`FilterGMM` parameter is out of its documented range.
+
+    An :class:`~filterscope.errors.InvalidParameterError` that is also an
+    :class:`~filterscope.errors.InvalidDataError`, the class these errors had before, so
+    existing ``except InvalidDataError`` clauses keep catching them.
+    """
 
 
 class FilterGMM(BaseEstimator):
@@ -51,8 +67,13 @@ class FilterGMM(BaseEstimator):
     tol : float, default=1e-3
         EM stops when the mean log-likelihood changes by less than ``tol`` (scikit-learn's rule).
     reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance, in the input's units. In float32 it is raised
-        to at least ``1e-4 s²`` (``s`` the filter's RMS spread) for accuracy.
+        Added to the diagonal of every covariance of the *standardised* points (each filter's
+        points centred and divided by their RMS spread ``s``), i.e. ``reg_covar · s²`` in the
+        points' units, so that the fit, the chosen K and the flags do not depend on the units
+        of the points (scikit-learn's ``GaussianMixture`` adds it in the data's own units; on
+        points with ``s`` near 1 the two agree). Raised to at least 1e-4 in float32 (1e-12 in
+        float64) for accuracy. A dead filter's single component gets ``reg_covar · I`` in the
+        points' units (it has no scale).
     max_iter : int, default=100
         EM iterations at most.
     outlier_fraction : float, default=0.05
@@ -69,9 +90,12 @@ class FilterGMM(BaseEstimator):
         Seeds the k-means++ initialisations; the same seed gives the same result on any device,
         chunking or client.
     device : str, torch.device or None, default=None
-        Where to compute; None picks CUDA when available, else the CPU.
+        Where to compute: ``"cpu"``, ``"cuda"``, ``"cuda:0"`` (a GPU index) or a
+        :class:`torch.device` of those types; None picks CUDA when available, else the CPU.
     dtype : {"float32", "float64"}, default="float32"
-        Compute precision (points are standardised per filter first, so float32 is accurate).
+        Compute precision. Points are standardised per filter in float64 first (centred and
+        divided by their RMS spread), so float32 is accurate and points of any finite scale,
+        1e-200 or 1e200 alike, give the same fit.
     chunk_size : int or None, default=None
         Filters per chunk; None sizes chunks to about 1 GiB of host memory (shared by the
         chunks that run at once), and into at least ``n_jobs`` chunks.
@@ -93,9 +117,11 @@ class FilterGMM(BaseEstimator):
     labels_ : ndarray (F, N) int8
         Hard labels of the chosen fit.
     loglik_ : ndarray (F, nK)
-        Mean per-sample log-likelihood of each K's final fit (``GaussianMixture.score``).
+        Mean per-sample log-likelihood of each K's final fit (``GaussianMixture.score``), a
+        density in the points' units: multiplying a filter's points by ``c`` shifts it by
+        ``-2 log c``. Finite at any scale.
     lower_bound_ : ndarray (F, nK)
-        scikit-learn's ``lower_bound_`` of each fit.
+        scikit-learn's ``lower_bound_`` of each fit, in the same units.
     ch_ : ndarray (F, nK)
         Calinski–Harabasz index of each K's hard labels; NaN for K = 1.
     converged_, n_iter_ : ndarray (F, nK)
@@ -103,7 +129,14 @@ class FilterGMM(BaseEstimator):
     cluster_sizes_ : ndarray (F, Kmax)
         Samples per component of the chosen fit (hard labels), 0-padded.
     weights_, means_, covariances_ : ndarray (F, Kmax), (F, Kmax, 2), (F, Kmax, 2, 2)
-        Parameters of the chosen mixture, zero-padded beyond K.
+        Parameters of the chosen mixture in the points' units, zero-padded beyond K. For
+        points spread beyond about 1e154 (or under 1e-154) a covariance is outside float64's
+        range and is reported as inf (or 0), with a ``RuntimeWarning``; the fit itself is
+        computed on standardised points and is unaffected.
+    centre_, scale_ : ndarray (F, 2), (F,)
+        Each filter's standardisation: the points' mean and RMS spread
+        ``s = sqrt((var_x + var_y) / 2)`` (0 for dead filters). ``(means_ - centre_) / s`` and
+        ``covariances_ / s²`` are the mixture of the standardised points.
     outlier_clusters_ : ndarray (F, Kmax) bool
         Components of the chosen fit that hold outlier samples.
     anomaly_ : ndarray (F,) bool
@@ -173,7 +206,7 @@ class FilterGMM(BaseEstimator):
             or not all(isinstance(k, int | np.integer) for k in kr)
             or not 1 <= kr[0] <= kr[1] <= 127
         ):
-            raise InvalidDataError(
+            raise ParameterError(
                 f"k_range must be a pair (k_min, k_max) of integers with 1 <= k_min <= k_max "
                 f"<= 127, got {kr!r}; e.g. k_range=(1, 8)."
             )
@@ -195,28 +228,20 @@ class FilterGMM(BaseEstimator):
         }
         for name, ok in checks.items():
             if not ok:
-                raise InvalidDataError(
+                raise ParameterError(
                     f"{name}={getattr(self, name)!r} is not valid; see the FilterGMM docstring "
                     f"for its range (defaults: n_init=1, tol=1e-3, reg_covar=1e-6, max_iter=100, "
                     f"outlier_fraction=0.05, min_separation=3.5, chunk_size=None, n_jobs=None)."
                 )
         if self.selection not in SELECTIONS:
-            raise InvalidDataError(
-                f"selection must be one of {SELECTIONS}, got {self.selection!r}."
-            )
+            raise ParameterError(f"selection must be one of {SELECTIONS}, got {self.selection!r}.")
         dtype = _DTYPES.get(_dtype_name(self.dtype))
         if dtype is None:
-            raise InvalidDataError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
-        if self.device is None:
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            device = torch.device(self.device)
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise InvalidDataError(
-                    f"device={self.device!r} but torch sees no CUDA device; use device='cpu' "
-                    "or device=None (picks CUDA when available)."
-                )
-        return tuple(range(int(kr[0]), int(kr[1]) + 1)), dtype, device
+            raise ParameterError(
+                f"dtype (the compute precision) must be 'float32' or 'float64', got "
+                f"{self.dtype!r}; points of any float dtype are accepted whatever it is."
+            )
+        return tuple(range(int(kr[0]), int(kr[1]) + 1)), dtype, _check_device(self.device)
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -229,6 +254,9 @@ class FilterGMM(BaseEstimator):
             Shape (F, N, 2): F filters, N samples, 2 coordinates. A Dataset must hold
             ``points(filter, sample, pc)`` (as returned by :func:`filterscope.gmm.extract`);
             its coordinates on ``filter`` and ``sample`` are carried into :meth:`to_dataset`.
+            Real numbers of any float or integer dtype; float16 and bfloat16 (numpy or torch)
+            are converted to float32 first (exactly), so the fit equals that of the float32
+            copy.
         y : None
             Ignored.
 
@@ -238,10 +266,19 @@ class FilterGMM(BaseEstimator):
 
         Raises
         ------
+        ParameterError
+            A parameter out of range (e.g. ``device="bogus"``, or a CUDA device where torch
+            sees none); an :class:`~filterscope.errors.InvalidParameterError`.
         InvalidDataError
-            Wrong shape, or no more samples than the largest K.
+            Wrong shape or dtype, or no more samples than the largest K.
         NonFiniteError
             NaN or Inf among the points (the message names the filters).
+
+        Warns
+        -----
+        RuntimeWarning
+            When a covariance of the chosen mixtures is outside float64's range in the points'
+            units (points spread beyond about 1e154 or under 1e-154).
         """
         ks, dtype, device = self._check_params()
         pts, self._filter_coords, self._sample_coords = _as_points(points)
@@ -331,6 +368,9 @@ class FilterGMM(BaseEstimator):
         self.dead_ = res["dead"]
         member = np.take_along_axis(sel.outlier_clusters, self.labels_.astype(np.intp), axis=1)
         self.outliers_ = [np.flatnonzero(m) for m in member]
+        self.centre_ = res["centre"]
+        self.scale_ = res["scale"]
+        _warn_unrepresentable_covariances(self)
 
     # -- output --------------------------------------------------------------------------------
 
@@ -403,6 +443,61 @@ class FilterGMM(BaseEstimator):
         return ds.assign_coords({**self._filter_coords, **self._sample_coords})
 
 
+def _check_device(device: Any) -> torch.device:
+    """``device`` as a :class:`torch.device` FilterGMM can compute on, or a ParameterError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    valid = "'cpu', 'cuda', 'cuda:0' (a GPU index), a torch.device of those, or None"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ParameterError(
+            f"device={device!r} is not a device FilterGMM can use; use {valid} (None picks CUDA "
+            "when available)."
+        ) from None
+    if dev.type not in _DEVICE_TYPES:
+        raise ParameterError(
+            f"device={device!r} is a {dev.type!r} device; FilterGMM computes on the CPU or a "
+            f"CUDA GPU: use {valid}."
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(
+                f"device={device!r} but torch sees no CUDA device; use device='cpu' "
+                "or device=None (picks CUDA when available)."
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ParameterError(
+                f"device={device!r} but torch sees {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}; pick one of those or device='cuda'."
+            )
+    return dev
+
+
+def _warn_unrepresentable_covariances(gmm: FilterGMM) -> None:
+    """Warn when a live filter's chosen covariances over- or underflowed float64 on the way
+    back to the points' units (the fit, in standardised units, is unaffected)."""
+    cov = gmm.covariances_
+    diag = np.stack([cov[..., 0, 0], cov[..., 1, 1]], axis=-1)  # (F, Kmax, 2)
+    active = (gmm.weights_ > 0)[..., None]
+    bad = ~np.isfinite(cov).all(axis=(-2, -1)) | (
+        active & (np.abs(diag) < np.finfo(np.float64).tiny)
+    ).any(axis=-1)
+    filters = np.flatnonzero(bad.any(axis=1) & ~gmm.dead_)
+    if filters.size:
+        i = int(filters[0])
+        warnings.warn(
+            f"covariances_ of {filters.size} filter(s) (e.g. filter {i}, whose points spread "
+            f"s = {gmm.scale_[i]:.3g}) lie outside float64's range in the points' units and are "
+            "reported as inf or 0; labels, log-likelihoods and flags are unaffected (they are "
+            "computed on standardised points). To read these covariances, divide the points "
+            "by a constant near their spread before fitting.",
+            RuntimeWarning,
+            stacklevel=4,  # the caller of fit()
+        )
+
+
 def _dtype_name(dtype: Any) -> str:
     """'float32' for "float32", np.float32 or torch.float32 alike."""
     if isinstance(dtype, torch.dtype):
@@ -448,7 +543,15 @@ def _as_points(points: Any) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]
                 sample_coords[str(name)] = ("sample", coord.values)
         arr = np.asarray(da.values)
     elif isinstance(points, torch.Tensor):
-        arr = points.detach().cpu().numpy()
+        tensor = points.detach().cpu()
+        if tensor.is_floating_point() and tensor.dtype not in _FULL_PRECISION:
+            tensor = tensor.float()
+        try:
+            arr = tensor.numpy()
+        except TypeError:  # a dtype numpy lacks, e.g. a quantised one
+            raise InvalidDataError(
+                _dtype_message(str(tensor.dtype).removeprefix("torch."))
+            ) from None
     else:
         arr = np.asarray(points)
     if arr.ndim != 3 or arr.shape[2] != 2 or arr.shape[0] < 1:
@@ -458,10 +561,20 @@ def _as_points(points: Any) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]
             "(filterscope.gmm.extract does)."
         )
     if arr.dtype.kind not in "fiu":
-        raise InvalidDataError(f"points must be real numbers, got dtype {arr.dtype}.")
+        raise InvalidDataError(_dtype_message(str(arr.dtype)))
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
+    elif arr.dtype.itemsize < 4:
+        arr = arr.astype(np.float32)  # float16, exactly: as a torch float16 tensor is
     return arr, filter_coords, sample_coords
+
+
+def _dtype_message(dtype: str) -> str:
+    return (
+        f"points must be real numbers, got dtype {dtype}; FilterGMM takes float64, float32, "
+        "float16 and bfloat16 (lower-precision floats are converted to float32) and integers "
+        "(converted to float64): convert the points to one of these first, e.g. float32."
+    )
 
 
 def _check_finite(pts: np.ndarray, filter_coords: dict[str, Any]) -> None:
