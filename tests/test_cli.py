@@ -50,16 +50,21 @@ def test_demo_records_a_log_analyses_it_and_writes_an_offline_report(demo_run):
     train_acc = float(re.search(r"final train accuracy\s+([\d.]+)", printed).group(1))
     assert train_acc > 0.8  # it really trained
     assert re.search(r"snapshots\s+5\b", printed)
+    assert re.search(r"conv filters analysed\s+22\b", printed)
     n_anomalies = int(re.search(r"anomaly filters\s+(\d+)", printed).group(1))
     # The analysis ran during training (at the first and the last snapshot) into the log.
     analysis = fs.open_log(out / "log", group="analysis")
     assert analysis.sizes["analysis_snapshot"] == 2
     assert analysis.sizes["filter"] == 22  # LeNet-5's conv filters
-    assert 0 <= n_anomalies <= 22
+    # The last one analysed the final weights (step 64) with the demo's own seed and data, so
+    # the printed count, from the demo's separate analysis of the final model, is its count.
+    assert analysis["analysis_step"].values.tolist() == [0, 64]
+    assert n_anomalies == int(analysis["anomaly"].isel(analysis_snapshot=-1).sum())
     report = out / "report.html"
     html = report.read_text(encoding="utf-8")
     _assert_offline(html)
     assert "Anomaly filters" in html and "features.conv2" in html
+    assert "of 22 filters by anomaly score" in html
 
 
 def test_report_subcommand_writes_beside_the_log(demo_run, capsys):
@@ -82,6 +87,10 @@ def test_analyze_subcommand_lists_recorded_counts(demo_run, capsys):
     np.testing.assert_array_equal([int(c) for _, c in rows], counts)
     np.testing.assert_array_equal([int(s) for s, _ in rows], analysis["analysis_step"].values)
     assert len(re.findall(r"features\.conv\d\[\d+\]", printed)) == 3
+    # the three listed are the three highest scores of the last analysis, highest first
+    listed = [float(v) for v in re.findall(r"score (-?[\d.]+)", printed)]
+    scores = np.sort(analysis["anomaly_score"].isel(analysis_snapshot=-1).fillna(-1.0).values)
+    np.testing.assert_allclose(listed, scores[::-1][:3], atol=5e-4)
 
 
 @pytest.mark.parametrize(

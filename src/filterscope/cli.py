@@ -4,11 +4,17 @@ Each subcommand is declared by one function ``add(subparsers)`` that adds its pa
 ``func`` (the function run with the parsed arguments, returning an exit status or None) as a
 parser default; adding a subcommand means writing that function and listing it in
 :data:`SUBCOMMANDS`. Heavy imports happen inside the ``func``, so ``--help`` stays fast.
+
+No subcommand writes inside a log or any other zarr store (:func:`check_output_path`): a store
+directory holds only the store's own files, and a stray file there, or one written over its
+``zarr.json``, damages it. Errors are one line on stderr, ``filterscope COMMAND: error: ...``,
+with exit status 1 (:func:`main`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,9 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from filterscope._version import __version__
-from filterscope.errors import FilterscopeError, LogFormatError
+from filterscope.errors import (
+    FilterscopeError,
+    InvalidParameterError,
+    LogExistsError,
+    LogFormatError,
+)
 
-__all__ = ["main", "run_demo"]
+__all__ = ["check_output_path", "main", "run_demo"]
 
 # argparse's subparsers action has no public type; the callables below only call add_parser.
 Subparsers = Any
@@ -35,8 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success, 1 when a command fails with a filterscope error (its message
-        is printed). Bad arguments exit with status 2 through argparse.
+        Exit status: 0 on success, 1 when a command fails with a filterscope error or an
+        operating-system error (a file that cannot be read or written): one line
+        ``filterscope COMMAND: error: ...`` on stderr, no traceback. Bad arguments exit with
+        status 2 through argparse.
 
     Examples
     --------
@@ -49,9 +62,84 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.func(args)
     except FilterscopeError as err:
-        print(f"filterscope {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        return _fail(args.command, str(err))
+    except OSError as err:
+        return _fail(args.command, _os_error_message(err))
     return int(status or 0)
+
+
+def _fail(command: str, message: str) -> int:
+    # one line, whatever the message's own line breaks: scripts grep stderr line by line
+    print(f"filterscope {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 1
+
+
+def _os_error_message(err: OSError) -> str:
+    """``PATH: reason`` for an OSError with a path, e.g. a directory where a file was to go."""
+    if err.filename is None or not err.strerror:
+        return f"{err}; check the path and its permissions."
+    paths = str(err.filename) + (f" -> {err.filename2}" if err.filename2 is not None else "")
+    return f"{paths}: {err.strerror}; check the path and its permissions."
+
+
+def check_output_path(path: str | os.PathLike[str], what: str = "output") -> Path:
+    """Refuse to write ``path`` inside a filterscope log or any other zarr store.
+
+    A store is a directory holding ``zarr.json``: every directory above ``path`` (after
+    resolving symbolic links) is checked, so ``OTHERLOG/zarr.json`` and ``OTHERLOG/sub/file``
+    are refused alike, and so is a new log nested in another. ``path`` itself may be a log:
+    whether one may be replaced is for the writer to decide (a Recorder's ``mode``).
+
+    Parameters
+    ----------
+    path : path-like
+        File or directory about to be written.
+    what : str, default="output"
+        What is written there, for the message.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path`` as given.
+
+    Raises
+    ------
+    InvalidParameterError
+        When a directory above ``path`` is a zarr store (the message names it and says where
+        to write instead), or a path above it is a file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = Path(tempfile.mkdtemp()) / "store"
+    >>> store.mkdir()
+    >>> _ = (store / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    >>> check_output_path(store.with_name("report.html")).name
+    'report.html'
+    >>> check_output_path(store / "report.html")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    filterscope.errors.InvalidParameterError: output .../store/report.html would be written ...
+    """
+    from filterscope.log.store import _is_filterscope_log
+
+    target = Path(path)
+    resolved = target.resolve()
+    # outermost first: inside OTHERLOG/analysis, name OTHERLOG, the log the user knows
+    for parent in reversed(resolved.parents):
+        if os.path.exists(parent) and not os.path.isdir(parent):
+            raise InvalidParameterError(
+                f"{parent} is a file, so {what} {resolved} cannot be written below it; choose "
+                "another path."
+            )
+        if os.path.exists(parent / "zarr.json"):
+            kind = "filterscope log" if _is_filterscope_log(parent) else "zarr store"
+            raise InvalidParameterError(
+                f"{what} {resolved} would be written inside the {kind} {parent}; a store "
+                "directory holds only the store's own files and writing there can damage it. "
+                f"Choose a path outside it, e.g. in {parent.parent}."
+            )
+    return target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +182,8 @@ def _add_demo(subparsers: Subparsers) -> None:
         "--out",
         type=Path,
         default=Path("runs/demo"),
-        help="run folder: the log goes to OUT/log, the report to OUT/report.html",
+        help="run folder: the log goes to OUT/log (replaced if it is a log), the report to "
+        "OUT/report.html; never inside another log or zarr store",
     )
     p.add_argument("--epochs", type=_positive_int, default=None, help="default 30 (--quick: 4)")
     p.add_argument(
@@ -144,8 +233,10 @@ def run_demo(
     Parameters
     ----------
     out : path, default="runs/demo"
-        Run folder: the log is written to ``out/log`` (replaced if it exists) and the report to
-        ``out/report.html`` (beside the log, not inside it: the store holds only its own files).
+        Run folder: the log is written to ``out/log`` (replaced if it is a log; anything else
+        there is refused) and the report to ``out/report.html`` (beside the log, not inside
+        it: the store holds only its own files). ``out`` must not lie inside a log or any other
+        zarr store (:func:`check_output_path`); both paths are checked before training.
     epochs : int, optional
         Training epochs; default 30, or 4 with ``quick``.
     quick : bool, default=False
@@ -163,6 +254,11 @@ def run_demo(
     -------
     dict
         The summary numbers that were printed, plus ``"log"`` and ``"report"`` paths.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``out`` lies inside a log or zarr store, or ``out/report.html`` is a directory.
     """
     import torch
     import torch.nn.functional as F
@@ -175,7 +271,13 @@ def run_demo(
     from filterscope.plots.report import store_size
 
     started = time.perf_counter()
-    log_path = Path(out) / "log"
+    log_path = check_output_path(Path(out) / "log", "the demo's log")
+    report_file = check_output_path(Path(out) / "report.html", "the demo's report")
+    if report_file.is_dir():  # found now, not after minutes of training
+        raise InvalidParameterError(
+            f"{report_file} is a directory, where the demo writes its report; remove it or "
+            "pass another --out."
+        )
     n_epochs = epochs if epochs is not None else (4 if quick else 30)
     n_probe = 200 if quick else 500
     previous_threads = torch.get_num_threads()
@@ -229,7 +331,7 @@ def run_demo(
         result = fs.analyze(model, train, **analysis_kwargs)
         report = fs.write_report(
             log_path,
-            Path(out) / "report.html",
+            report_file,
             anomalies=result,
             title="filterscope demo: LeNet-5 on digits",
         )
@@ -273,7 +375,11 @@ def _add_report(subparsers: Subparsers) -> None:
     )
     p.add_argument("log", type=Path, help="log directory written by filterscope.Recorder")
     p.add_argument(
-        "--out", type=Path, default=None, help="HTML file (default: beside the log, LOG.html)"
+        "--out",
+        default=None,
+        help="HTML file to write, or a directory (existing, or given with a trailing /) to "
+        "write report.html into; default: beside the log, LOG.html. Never inside a log or "
+        "any other zarr store",
     )
     p.add_argument("--title", default=None, help="page title (default: the log's name)")
     p.set_defaults(func=_run_report)
@@ -283,10 +389,41 @@ def _run_report(args: argparse.Namespace) -> None:
     from filterscope.plots.report import write_report
 
     _require_log(args.log)
-    # Beside the log rather than inside it: the store directory holds only the store's files.
-    out = args.out if args.out is not None else args.log.with_name(f"{args.log.name}.html")
-    title = args.title or f"filterscope report: {args.log.name}"
+    # resolved, so that "." or "runs/demo/.." still has a name to put beside it
+    out = _report_path(args.log, args.out)
+    title = args.title or f"filterscope report: {_name(args.log)}"
     print(f"wrote {write_report(args.log, out, title=title)}")
+
+
+def _name(path: Path) -> str:
+    """The directory's own name, also for ".", ".." or "runs/demo/.." (resolved then)."""
+    return path.name if path.name not in ("", ".", "..") else path.resolve().name
+
+
+def _report_path(log: Path, out: str | None) -> Path:
+    """Where ``filterscope report LOG --out OUT`` writes, checked by :func:`check_output_path`.
+
+    No ``out``: beside the log, ``LOG.html`` (not inside it: the store directory holds only
+    the store's files). ``out`` an existing directory, or ending in a path separator:
+    ``out/report.html``. Otherwise ``out`` itself.
+
+    Examples
+    --------
+    >>> _report_path(Path("/runs/demo/log"), None).as_posix()
+    '/runs/demo/log.html'
+    >>> _report_path(Path("/runs/demo/log"), "/runs/reports/").as_posix()
+    '/runs/reports/report.html'
+    >>> _report_path(Path("/runs/demo/log"), "/runs/demo/log.html").as_posix()
+    '/runs/demo/log.html'
+    """
+    if out is None:
+        base = log if log.name not in ("", ".", "..") else log.resolve()
+        path = base.with_name(f"{_name(log)}.html")
+    elif out.endswith(("/", os.sep)) or Path(out).is_dir():
+        path = Path(out) / "report.html"
+    else:
+        path = Path(out)
+    return check_output_path(path, "the report")
 
 
 # ------------------------------------------------------------------------------- analyze
@@ -346,7 +483,27 @@ def _require_log(path: Path) -> None:
 def _add_synth(subparsers: Subparsers) -> None:
     from filterscope.data.synthetic import add_synth_parser
 
-    add_synth_parser(subparsers)
+    parser = add_synth_parser(subparsers)
+    parser.set_defaults(func=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from filterscope.data.synthetic import synth_command
+    from filterscope.log.store import _is_filterscope_log
+
+    check_output_path(args.path, "the synthetic log")
+    try:
+        return synth_command(args)
+    except LogExistsError:
+        if args.overwrite:  # a lock: the log's own message says so
+            raise
+        # the store's message names its Python mode="w"; say what to type instead
+        hint = (
+            "pass --overwrite to replace it"
+            if _is_filterscope_log(Path(args.path))
+            else "it is not a filterscope log, so choose another path"
+        )
+        raise LogExistsError(f"{args.path} already exists; {hint}.") from None
 
 
 SUBCOMMANDS: list[Callable[[Subparsers], object]] = [
