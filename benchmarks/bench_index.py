@@ -62,7 +62,7 @@ def phase_write(path: Path, sizes: dict) -> dict:
 
 def phase_index(path: Path) -> dict:
     from filterscope.index import build_index
-    from filterscope.log.store import open_log
+    from filterscope.log.reader import open_log
 
     start = time.perf_counter()
     idx = build_index(open_log(path), path, rebuild=True)
@@ -138,7 +138,7 @@ def phase_query(path: Path, n_queries: int, tb_filters: int) -> dict:
     import zarr  # noqa: F401
 
     from filterscope.index import Index
-    from filterscope.log.store import open_log
+    from filterscope.log.reader import open_log
 
     # Open and first view: what a user waits for before the layer view shows filters.
     start = time.perf_counter()
@@ -171,7 +171,7 @@ def phase_tensorboard(path: Path, events: Path, tb_filters: int) -> dict:
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
-    from filterscope.log.store import open_log
+    from filterscope.log.reader import open_log
 
     log = open_log(path)
     values = np.asarray(log.filter_cosine.isel(filter=slice(0, tb_filters)).values)

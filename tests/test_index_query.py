@@ -12,7 +12,7 @@ import filterscope as fs
 from filterscope.data.synthetic import synthetic_log
 from filterscope.errors import InvalidDataError, LogFormatError
 from filterscope.index import Index, build_index, choose_level, open_index
-from filterscope.log.store import open_log
+from filterscope.log.reader import open_log
 
 
 @pytest.fixture(scope="module")

@@ -106,6 +106,19 @@ def test_appends_across_chunks_then_close_gives_exact_shapes(tmp_path) -> None:
         assert ds.stat.chunks[0][0] == 64
 
 
+@pytest.mark.parametrize("sizes", [[64, 64, 1], [0, 63, 1, 0, 130], [4096, 0, 4095, 2, 8190]])
+def test_appends_of_any_length_land_in_order(tmp_path, sizes) -> None:
+    # Runs that end exactly on a chunk boundary, span several chunks or are empty.
+    store = _new_store(tmp_path / "log")
+    total = 0
+    for n in sizes:
+        store.append("step", np.arange(total, total + n))
+        total += n
+        store.commit()
+    store.close()
+    np.testing.assert_array_equal(open_log(tmp_path / "log").step, np.arange(total))
+
+
 def test_uncommitted_rows_are_invisible_then_dropped_on_resume(tmp_path) -> None:
     path = tmp_path / "log"
     store = _new_store(path)

@@ -18,8 +18,8 @@ from filterscope.data.synthetic import (
 from filterscope.dynamics import class_clusters, top_changed_filters, unstable_samples
 from filterscope.errors import InvalidDataError, LogExistsError
 from filterscope.log.layers import discover_layers
+from filterscope.log.reader import open_log
 from filterscope.log.schema import FILTER_VARS, SAMPLE_VARS, STATS, STEP_VARS, THRESHOLDS
-from filterscope.log.store import open_log
 from filterscope.models import resnet18_small, resnet50_like
 
 SMALL = {"n_samples": 2000, "n_classes": 50, "n_snapshots": 120, "layers": "resnet18"}

@@ -31,7 +31,7 @@ from filterscope.errors import (
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "Recorder": "filterscope.log.recorder",
-    "open_log": "filterscope.log.store",
+    "open_log": "filterscope.log.reader",
     "FilterGMM": "filterscope.gmm.estimator",
     "extract": "filterscope.gmm.extract",
     "analyze": "filterscope.gmm.analyze",
@@ -89,7 +89,7 @@ if TYPE_CHECKING:
     from filterscope.gmm.analyze import analyze
     from filterscope.gmm.estimator import FilterGMM
     from filterscope.gmm.extract import extract
+    from filterscope.log.reader import open_log
     from filterscope.log.recorder import Recorder
-    from filterscope.log.store import open_log
     from filterscope.plots.report import write_report
     from filterscope.views.model_info import ModelInfo

@@ -121,7 +121,7 @@ def check_output_path(path: str | os.PathLike[str], what: str = "output") -> Pat
     ...
     filterscope.errors.InvalidParameterError: output .../store/report.html would be written ...
     """
-    from filterscope.log.store import _is_filterscope_log
+    from filterscope.log.reader import _is_filterscope_log
 
     target = Path(path)
     resolved = target.resolve()
@@ -489,7 +489,7 @@ def _add_synth(subparsers: Subparsers) -> None:
 
 def _run_synth(args: argparse.Namespace) -> int:
     from filterscope.data.synthetic import synth_command
-    from filterscope.log.store import _is_filterscope_log
+    from filterscope.log.reader import _is_filterscope_log
 
     check_output_path(args.path, "the synthetic log")
     try:

@@ -711,7 +711,8 @@ def synthetic_log(
     >>> ground_truth(path).unstable_class.size
     3
     """
-    from filterscope.log.store import LogStore, open_log
+    from filterscope.log.reader import open_log
+    from filterscope.log.store import LogStore
 
     run = SyntheticRun(
         n_samples,

@@ -114,7 +114,7 @@ def overfitting_curve(
     ([0.0, 0.2, 0.35, 0.4], 1.0)
     """
     if isinstance(log, str | os.PathLike):
-        from filterscope.log.store import open_log
+        from filterscope.log.reader import open_log
 
         main = open_log(log)
         try:

@@ -568,7 +568,7 @@ def open_index(path: str | Path, *, update: bool = True) -> Index:
     >>> idx.query("weight_stat", node="layer1", rows={"stat": "l2"}, columns=10).sizes["snapshot"]
     10
     """
-    from filterscope.log.store import open_log
+    from filterscope.log.reader import open_log
 
     log = open_log(path)
     if update:
@@ -582,7 +582,7 @@ def open_index(path: str | Path, *, update: bool = True) -> Index:
 
 def _resolve(log: xr.Dataset | str | Path, store: str | Path | None) -> tuple[xr.Dataset, str]:
     if isinstance(log, str | Path):
-        from filterscope.log.store import open_log
+        from filterscope.log.reader import open_log
 
         return open_log(log), str(store if store is not None else log)
     if not isinstance(log, xr.Dataset):

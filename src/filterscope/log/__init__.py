@@ -1,7 +1,7 @@
 """The training log: recording a PyTorch run and reading it back.
 
 Owns the log's schema (names, dimensions, dtypes, format version), the statistics computed while
-recording, the crash-safe zarr store and :func:`open_log`. The public entry points are
+recording, the crash-safe zarr writer (``store``) and the reader :func:`open_log` (``reader``). The public entry points are
 :class:`Recorder` (write) and :func:`open_log` (read, a lazy :class:`xarray.Dataset`);
 :class:`LogStore` is the low-level writer, also used to append analysis results to a log.
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from filterscope.log.store import LogStore, open_log
+from filterscope.log.reader import open_log
+from filterscope.log.store import LogStore
 
 __all__ = ["LogStore", "Recorder", "open_log"]
 

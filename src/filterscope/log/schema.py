@@ -18,6 +18,8 @@ FORMAT_VERSION: Final = 1
 FORMAT_ATTR: Final = "filterscope_format"
 #: Root attribute holding the commit record: committed length of every appendable dimension.
 COMMIT_ATTR: Final = "filterscope_commit"
+#: Root attribute listing the groups made by :meth:`~filterscope.log.store.LogStore.append_group`.
+GROUPS_ATTR: Final = "filterscope_groups"
 #: Root attribute holding a random token drawn when a log is created and kept by appends: a
 #: reader holding a Dataset tells a replaced log (``mode="w"``) from a grown one by it. Logs
 #: written before it existed have none, which counts as a generation of its own ("").
