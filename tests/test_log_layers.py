@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from filterscope.errors import InvalidModelError
+from filterscope.errors import InvalidModelError, InvalidParameterError
 from filterscope.log.hierarchy import default_hierarchy, resolve_hierarchy
 from filterscope.log.layers import discover_layers, unwrap_model
 from filterscope.models import ResNet
@@ -33,10 +33,12 @@ def test_hierarchy_overrides() -> None:
         ("classifier", "head"),
     ]
     assert resolve_hierarchy(names, lambda n: ("all", n)) == [("all", n) for n in names]
-    with pytest.raises(TypeError, match="mapping"):
+    with pytest.raises(InvalidParameterError, match=r"None .*, a mapping .* or a callable"):
         resolve_hierarchy(names, ["conv1"])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="'head'"):
+    with pytest.raises(InvalidParameterError, match=r"'head'.*\(stage, block\) pair"):
         resolve_hierarchy(names, {"head": "classifier"})  # type: ignore[dict-item]
+    with pytest.raises(InvalidParameterError, match="layer_name -> "):
+        discover_layers(nn.Linear(2, 2), hierarchy=3)  # type: ignore[arg-type]
 
 
 def test_resnet_layers_stages_and_blocks() -> None:

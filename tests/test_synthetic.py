@@ -185,3 +185,30 @@ def test_synth_command(tmp_path, capsys):
         args.func(args)
     args = parser.parse_args(["synth", *argv, "--layers", "resnet18", "--no-plant", "--overwrite"])
     assert args.func(args) == 0
+
+
+def test_layer_table_from_a_real_models_layers(tmp_path):
+    from filterscope.data.synthetic import LAYOUTS, LayerTable
+
+    ours = LayerTable.from_layers(discover_layers(resnet18_small(50)))
+    theirs = resnet_layers(*LAYOUTS["resnet18"], num_classes=50)
+    for field in ("name", "kind", "stage", "block"):
+        assert getattr(ours, field) == getattr(theirs, field)
+    for field in ("filters", "params", "fan_in", "has_stats"):
+        np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field))
+    log = synthetic_log(
+        tmp_path / "custom", n_samples=20, n_classes=5, n_snapshots=2, layers=ours, plant=False
+    )
+    assert log.attrs["model"] == "custom"
+    assert log.layer_name.values.tolist() == list(ours.name)
+    assert log.layer_params.values.tolist() == ours.params.tolist()
+    norm_only = LayerTable.from_layers(discover_layers(resnet18_small(50)))
+    norm_only = LayerTable(
+        *(getattr(norm_only, f) for f in ("name", "kind", "stage", "block", "filters", "params")),
+        fan_in=norm_only.fan_in,
+        has_stats=np.zeros(len(norm_only.name), dtype=bool),
+    )
+    with pytest.raises(InvalidDataError, match="no layer with statistics"):
+        SyntheticRun(n_samples=20, n_classes=5, n_snapshots=2, layers=norm_only)
+    with pytest.raises(InvalidDataError, match="or a LayerTable"):
+        SyntheticRun(n_samples=20, n_classes=5, n_snapshots=2, layers="vgg")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,12 +44,16 @@ from filterscope.errors import InvalidDataError, LogFormatError
 from filterscope.log.hierarchy import default_hierarchy
 from filterscope.log.schema import (
     EVAL_GROUP,
+    EVAL_SET_GROUP,
     FILTER_VARS,
+    ROOT,
     SAMPLE_VARS,
+    SET,
     STATS,
-    STEP_VARS,
     THRESHOLDS,
     TIME_CHUNKS,
+    coordinates_attr,
+    layout,
 )
 
 #: Fractions of training where the learning rate drops by 10×.
@@ -92,6 +96,33 @@ class LayerTable:
     params: npt.NDArray[np.int64]
     fan_in: npt.NDArray[np.int64]
     has_stats: npt.NDArray[np.bool_] = field(repr=False)
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[Any]) -> LayerTable:
+        """The table of a real model's layers, as :func:`filterscope.log.layers.discover_layers`
+        lists them, so that a synthetic log has the same layer tree as a recorded one.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from filterscope.log.layers import discover_layers
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+        >>> t = LayerTable.from_layers(discover_layers(net))
+        >>> t.name, t.params.tolist(), t.n_filters
+        (('0', '1', '3'), [36, 4, 8], 6)
+        """
+        filters = np.asarray([layer.filters for layer in layers], dtype=np.int64)
+        fan_in = np.asarray([layer.fan_in for layer in layers], dtype=np.int64)
+        return cls(
+            name=tuple(layer.name for layer in layers),
+            kind=tuple(layer.kind for layer in layers),
+            stage=tuple(layer.stage for layer in layers),
+            block=tuple(layer.block for layer in layers),
+            filters=filters,
+            params=filters * fan_in,
+            fan_in=fan_in,
+            has_stats=np.asarray([layer.has_stats for layer in layers], dtype=bool),
+        )
 
     @property
     def n_filters(self) -> int:
@@ -226,7 +257,7 @@ class SyntheticRun:
     ----------
     n_samples, n_classes, n_snapshots : int
         Sizes of the primary evaluation set, the label set and the time axis.
-    layers : {"resnet50", "resnet18"}
+    layers : {"resnet50", "resnet18"} or LayerTable
         Layer layout (see :data:`LAYOUTS`).
     steps_per_snapshot : int
         Optimizer steps logged between snapshots.
@@ -243,7 +274,7 @@ class SyntheticRun:
         n_samples: int = 50_000,
         n_classes: int = 1000,
         n_snapshots: int = 1000,
-        layers: str = "resnet50",
+        layers: str | LayerTable = "resnet50",
         steps_per_snapshot: int = 100,
         seed: int = 0,
         plant: bool = True,
@@ -257,7 +288,11 @@ class SyntheticRun:
         self.n_snapshots = n_snapshots
         self.steps_per_snapshot = steps_per_snapshot
         self.seed = seed
-        self.table = resnet_layers(*LAYOUTS[layers], num_classes=n_classes)
+        self.table = (
+            layers
+            if isinstance(layers, LayerTable)
+            else resnet_layers(*LAYOUTS[layers], num_classes=n_classes)
+        )
         rng = np.random.default_rng(seed)
         self._rng = rng
 
@@ -622,7 +657,11 @@ def _gaussian_stats(
 
 
 def _check_sizes(
-    n_samples: int, n_classes: int, n_snapshots: int, layers: str, steps_per_snapshot: int
+    n_samples: int,
+    n_classes: int,
+    n_snapshots: int,
+    layers: str | LayerTable,
+    steps_per_snapshot: int,
 ) -> None:
     for name, value, low in (
         ("n_samples", n_samples, 1),
@@ -637,8 +676,15 @@ def _check_sizes(
             f"n_samples={n_samples} must be at least n_classes={n_classes} so every class has "
             "samples"
         )
-    if layers not in LAYOUTS:
-        raise InvalidDataError(f"layers must be one of {sorted(LAYOUTS)}, got {layers!r}")
+    if isinstance(layers, LayerTable):
+        if layers.n_filters == 0:
+            raise InvalidDataError(
+                f"the layer table {list(layers.name)} has no layer with statistics (filters)"
+            )
+    elif layers not in LAYOUTS:
+        raise InvalidDataError(
+            f"layers must be one of {sorted(LAYOUTS)} or a LayerTable, got {layers!r}"
+        )
 
 
 # ------------------------------------------------------------------------------ writing
@@ -650,7 +696,7 @@ def synthetic_log(
     n_samples: int = 50_000,
     n_classes: int = 1000,
     n_snapshots: int = 1000,
-    layers: str = "resnet50",
+    layers: str | LayerTable = "resnet50",
     seed: int = 0,
     plant: bool = True,
     *,
@@ -675,9 +721,10 @@ def synthetic_log(
         Directory of the new log.
     n_samples, n_classes, n_snapshots : int, default 50,000, 1,000, 1,000
         Validation images, classes and snapshots (ImageNet's validation set by default).
-    layers : {"resnet50", "resnet18"}, default "resnet50"
+    layers : {"resnet50", "resnet18"} or LayerTable, default "resnet50"
         Layer layout: ResNet-50 (53 convolutions, 26,560 conv filters, 27,560 filters with
-        ``fc``) or ResNet-18's layout at a quarter width (for small test logs).
+        ``fc``), ResNet-18's layout at a quarter width (for small test logs), or any layer
+        table, e.g. a real model's (:meth:`LayerTable.from_layers`).
     seed : int, default 0
         Seed of every random draw; the same arguments give the same log.
     plant : bool, default True
@@ -728,7 +775,7 @@ def synthetic_log(
     )
     store = LogStore.open(path, mode=mode)
     try:
-        _define(store, run, layers)
+        _define(store, run, layers if isinstance(layers, str) else "custom")
         store.publish()
         block = TIME_CHUNKS["snapshot"]
         buffer: list[dict[str, Any]] = []
@@ -766,53 +813,30 @@ def ground_truth(path: str | Path) -> xr.Dataset:
         ) from exc
 
 
-_STEP_DTYPES = {"step": "int64", "step_epoch": "int64", **STEP_VARS}
-_SNAPSHOT_DTYPES = {
-    "snapshot": "int64",
-    "snapshot_step": "int64",
-    "snapshot_epoch": "int64",
-    f"{_EVAL_SET}_loss": "float32",
-    f"{_EVAL_SET}_error": "float32",
-}
+#: Arrays on ``step``, written from :meth:`SyntheticRun.steps` (the keys are the array names).
+_STEP_ARRAYS = tuple(v.name for v in layout(ROOT, dims=("step",)))
 
 
 def _define(store: Any, run: SyntheticRun, layers: str) -> None:
-    """Create the log's arrays: static coordinates, then everything that grows."""
+    """Create the log's arrays, every one as :data:`filterscope.log.schema.LAYOUT` declares it."""
     coords = run.coords()
-    static_dims = {
-        "layer": ("layer", np.arange(len(run.table.name), dtype=np.int64)),
-        "filter": ("filter", np.arange(run.table.n_filters, dtype=np.int64)),
-        "class": ("class", np.arange(run.n_classes, dtype=np.int64)),
-        "stat": ("stat", np.asarray(STATS)),
-        "threshold": ("threshold", THRESHOLDS.copy()),
+    values = {
+        "layer": np.arange(len(run.table.name)),
+        "filter": np.arange(run.table.n_filters),
+        "class": np.arange(run.n_classes),
+        "sample": np.arange(run.n_samples),
+        **coords,
     }
-    for key, (dim, values) in static_dims.items():
-        store.create_static(key, values, [dim])
-    on_dim = {
-        "layer": ("layer_name", "layer_kind", "layer_stage", "layer_block", "layer_filters"),
-        "filter": ("filter_layer", "filter_layer_index", "filter_channel"),
-        "class": ("class_name",),
+    sizes = {
+        "layer": len(run.table.name),
+        "filter": run.table.n_filters,
+        "stat": len(STATS),
+        "threshold": THRESHOLDS.size,
+        "sample": run.n_samples,
     }
-    extra = {"layer": ("layer_params", "layer_has_stats")}
-    names: list[str] = []
-    for dim, keys in on_dim.items():
-        for key in (*keys, *extra.get(dim, ())):
-            store.create_static(key, coords[key], [dim])
-            names.append(key)
-    for key, dtype in _STEP_DTYPES.items():
-        store.create_appendable(key, ["step"], dtype)
-    for key, dtype in _SNAPSHOT_DTYPES.items():
-        store.create_appendable(key, ["snapshot"], dtype)
-    n_layers = len(run.table.name)
-    for key in ("weight_stat", "grad_stat"):
-        store.create_appendable(key, ["snapshot", "layer", "stat"], "float32", (n_layers, 12))
-    store.create_appendable(
-        "change_ratio", ["snapshot", "layer", "threshold"], "float32", (n_layers, THRESHOLDS.size)
-    )
-    for key in FILTER_VARS:
-        store.create_appendable(key, ["snapshot", "filter"], "float32", (run.table.n_filters,))
+    root = layout(ROOT)
     store.set_attrs(
-        coordinates=" ".join(["step_epoch", "snapshot_step", "snapshot_epoch", *names]),
+        coordinates=coordinates_attr(ROOT, [v.name for v in root]),
         eval_sets=[_EVAL_SET],
         model=layers,
         synthetic={
@@ -823,19 +847,19 @@ def _define(store: Any, run: SyntheticRun, layers: str) -> None:
             "seed": run.seed,
         },
     )
-    group = f"{EVAL_GROUP}/{_EVAL_SET}"
-    store.create_group(group, {"coordinates": "sample_id label"})
-    store.create_static(f"{group}/sample", np.arange(run.n_samples, dtype=np.int64), ["sample"])
-    store.create_static(f"{group}/sample_id", coords["sample_id"], ["sample"])
-    store.create_static(f"{group}/label", coords["label"], ["sample"])
-    for key, (dtype, fill) in SAMPLE_VARS.items():
-        store.create_appendable(
-            f"{group}/{key}", ["snapshot", "sample"], dtype, (run.n_samples,), fill=fill
-        )
+    group = EVAL_SET_GROUP.replace(SET, _EVAL_SET)
+    store.create_group(group, {"coordinates": coordinates_attr(EVAL_SET_GROUP, coords)})
+    for var in (*root, *layout(EVAL_SET_GROUP)):
+        key = var.key(_EVAL_SET)
+        if var.appendable:
+            inner = tuple(sizes[d] for d in var.dims[1:])
+            store.create_appendable(key, list(var.dims), var.dtype, inner, fill=var.fill_value)
+        else:
+            store.create_static(key, var.array(values[var.name]), list(var.dims))
     truth = run.ground_truth.to_dataset()
     store.create_group("ground_truth", truth.attrs)
-    for name, var in truth.data_vars.items():
-        store.create_static(f"ground_truth/{name}", var.values, [str(d) for d in var.dims])
+    for name, array in truth.data_vars.items():
+        store.create_static(f"ground_truth/{name}", array.values, [str(d) for d in array.dims])
 
 
 def _append(store: Any, run: SyntheticRun, block: list[dict[str, Any]]) -> None:
@@ -843,7 +867,7 @@ def _append(store: Any, run: SyntheticRun, block: list[dict[str, Any]]) -> None:
     steps = [run.steps(snap["snapshot"]) for snap in block]
     steps = [s for s in steps if s]
     if steps:
-        for key in _STEP_DTYPES:
+        for key in _STEP_ARRAYS:
             store.append(key, np.concatenate([s[key] for s in steps]))
     per_snapshot = {
         "snapshot": "snapshot",

@@ -9,14 +9,23 @@ import numpy.typing as npt
 import xarray as xr
 
 from filterscope.errors import InvalidDataError
-
-_FILTER_METRICS = (
-    "filter_cosine",
-    "filter_l2",
-    "filter_l1",
-    "filter_rel_l1",
-    "filter_rel_l2",
+from filterscope.log.schema import (
+    EVAL_SET_GROUP,
+    FILTER_CHANGE_VARS,
+    FORMAT_ATTR,
+    FORMAT_VERSION,
+    ROOT,
+    VARIABLES,
 )
+
+_FILTER_METRICS = FILTER_CHANGE_VARS
+_SAMPLE_GROUP_VARS = frozenset(name for group, name in VARIABLES if group == EVAL_SET_GROUP)
+
+
+def _entry(name: str, values: npt.ArrayLike) -> tuple[tuple[str, ...], npt.NDArray]:
+    """``(dims, values)`` of a log variable, with the dims and dtype the log's layout declares."""
+    var = VARIABLES[EVAL_SET_GROUP if name in _SAMPLE_GROUP_VARS else ROOT, name]
+    return var.dims, var.array(values)
 
 
 def from_arrays(
@@ -96,27 +105,25 @@ def from_arrays(
     if len(names) != n_cls:
         raise InvalidDataError(f"class_names needs {n_cls} names, got {len(names)}")
 
-    snapshots = np.arange(n_snapshots, dtype=np.int64)
-    data_vars: dict[str, tuple[tuple[str, ...], npt.NDArray]] = {
-        "correct": (("snapshot", "sample"), correct_arr.astype(bool))
-    }
+    snapshots = np.arange(n_snapshots)
+    data_vars = {"correct": _entry("correct", correct_arr.astype(bool))}
     for name, values in (("p_true", p_true), ("margin", margin)):
         if values is not None:
-            arr = np.asarray(values, dtype=np.float16)
+            dims, arr = _entry(name, values)
             if arr.shape != correct_arr.shape:
                 raise InvalidDataError(
                     f"{name} must have the shape of correct {correct_arr.shape}, got {arr.shape}"
                 )
-            data_vars[name] = (("snapshot", "sample"), arr)
-    coords: dict[str, tuple[tuple[str, ...], npt.NDArray]] = {
-        "snapshot": (("snapshot",), snapshots),
-        "snapshot_step": (("snapshot",), snapshots.copy()),
-        "snapshot_epoch": (("snapshot",), snapshots.copy()),
-        "sample": (("sample",), np.arange(n_samples, dtype=np.int64)),
-        "sample_id": (("sample",), np.arange(n_samples, dtype=np.int64)),
-        "label": (("sample",), label_arr.astype(np.int64)),
-        "class": (("class",), np.arange(n_cls, dtype=np.int64)),
-        "class_name": (("class",), np.asarray(names, dtype=str)),
+            data_vars[name] = (dims, arr)
+    coords = {
+        "snapshot": _entry("snapshot", snapshots),
+        "snapshot_step": _entry("snapshot_step", snapshots),
+        "snapshot_epoch": _entry("snapshot_epoch", snapshots),
+        "sample": _entry("sample", np.arange(n_samples)),
+        "sample_id": _entry("sample_id", np.arange(n_samples)),
+        "label": _entry("label", label_arr),
+        "class": _entry("class", np.arange(n_cls)),
+        "class_name": _entry("class_name", names),
     }
     if filter_metrics:
         if not layers:
@@ -131,28 +138,29 @@ def from_arrays(
         layer_names = np.asarray(list(layers), dtype=str)
         coords.update(
             {
-                "layer": (("layer",), np.arange(len(sizes), dtype=np.int64)),
-                "layer_name": (("layer",), layer_names),
-                "layer_stage": (("layer",), layer_names.copy()),
-                "layer_block": (("layer",), layer_names.copy()),
-                "layer_kind": (("layer",), np.full(len(sizes), "Conv2d")),
-                "layer_filters": (("layer",), sizes),
-                "layer_has_stats": (("layer",), np.ones(len(sizes), dtype=bool)),
-                "filter": (("filter",), np.arange(n_filters, dtype=np.int64)),
-                "filter_layer": (("filter",), np.repeat(layer_names, sizes)),
-                "filter_layer_index": (("filter",), np.repeat(np.arange(len(sizes)), sizes)),
-                "filter_channel": (
-                    ("filter",),
-                    np.concatenate([np.arange(n) for n in sizes]).astype(np.int64),
+                "layer": _entry("layer", np.arange(len(sizes))),
+                "layer_name": _entry("layer_name", layer_names),
+                "layer_stage": _entry("layer_stage", layer_names),
+                "layer_block": _entry("layer_block", layer_names),
+                "layer_kind": _entry("layer_kind", np.full(len(sizes), "Conv2d")),
+                "layer_filters": _entry("layer_filters", sizes),
+                "layer_has_stats": _entry("layer_has_stats", np.ones(len(sizes), dtype=bool)),
+                "filter": _entry("filter", np.arange(n_filters)),
+                "filter_layer": _entry("filter_layer", np.repeat(layer_names, sizes)),
+                "filter_layer_index": _entry(
+                    "filter_layer_index", np.repeat(np.arange(len(sizes)), sizes)
+                ),
+                "filter_channel": _entry(
+                    "filter_channel", np.concatenate([np.arange(n) for n in sizes])
                 ),
             }
         )
         for name, values in filter_metrics.items():
-            arr = np.asarray(values, dtype=np.float32)
+            dims, arr = _entry(name, values)
             if arr.shape != (n_snapshots, n_filters):
                 raise InvalidDataError(
                     f"{name} must have shape (n_snapshots, n_filters) = "
                     f"{(n_snapshots, n_filters)}, got {arr.shape}"
                 )
-            data_vars[name] = (("snapshot", "filter"), arr)
-    return xr.Dataset(data_vars, coords=coords, attrs={"filterscope_format": 1})
+            data_vars[name] = (dims, arr)
+    return xr.Dataset(data_vars, coords=coords, attrs={FORMAT_ATTR: FORMAT_VERSION})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from filterscope.errors import InvalidParameterError
+
 Hierarchy = Mapping[str, tuple[str, str]] | Callable[[str], tuple[str, str]]
 
 
@@ -56,10 +58,9 @@ def resolve_hierarchy(
 
     Raises
     ------
-    TypeError
-        If ``hierarchy`` is neither a mapping nor a callable.
-    ValueError
-        If it gives anything other than a pair of strings for a layer.
+    filterscope.InvalidParameterError
+        If ``hierarchy`` is neither None, a mapping nor a callable, or if it gives anything
+        other than a ``(stage, block)`` pair of strings for a layer.
 
     Examples
     --------
@@ -77,9 +78,10 @@ def resolve_hierarchy(
     elif callable(hierarchy):
         lookup = hierarchy
     else:
-        raise TypeError(
-            "hierarchy must be a mapping {layer_name: (stage, block)} or a callable "
-            f"layer_name -> (stage, block), got {type(hierarchy).__name__}."
+        raise InvalidParameterError(
+            "hierarchy must be None (stages and blocks from the module names), a mapping "
+            "{layer_name: (stage, block)} or a callable layer_name -> (stage, block), got "
+            f"{type(hierarchy).__name__} {hierarchy!r:.60}."
         )
     result = []
     for name in names:
@@ -89,9 +91,9 @@ def resolve_hierarchy(
             or len(value) != 2
             or not all(isinstance(v, str) for v in value)
         ):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"hierarchy gave {value!r} for layer {name!r}; expected a (stage, block) pair "
-                "of strings."
+                f"of strings, e.g. {default_hierarchy(name)!r}."
             )
         result.append((value[0], value[1]))
     return result

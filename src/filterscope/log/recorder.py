@@ -46,24 +46,26 @@ from filterscope.log.layers import Layer, discover_layers, unwrap_model
 from filterscope.log.schema import (
     ANALYSIS_GROUP,
     EVAL_GROUP,
+    EVAL_SET_GROUP,
     FILTER_VARS,
-    SAMPLE_VARS,
+    ROOT,
+    SET,
     STATE_GROUP,
     STATS,
     STEP_VARS,
     THRESHOLDS,
+    VARIABLES,
+    coordinates_attr,
+    layout,
 )
 from filterscope.log.stats import Reference, SnapshotStats, StatsEngine
 from filterscope.log.store import LogStore, Mode, PendingWrites
 
-_STATE_KEY = f"{STATE_GROUP}/weights"
+_STATE_VAR = VARIABLES[STATE_GROUP, "weights"]
+_STATE_KEY = _STATE_VAR.key()
 #: Root attribute: sha256 of every evaluation set's labels and sample ids, checked on resume.
 _FINGERPRINTS = "eval_fingerprints"
 _L0 = STATS.index("l0")
-_ROOT_COORDS = (
-    "step_epoch snapshot_step snapshot_epoch layer_name layer_stage layer_block layer_kind "
-    "layer_filters layer_has_stats filter_layer filter_layer_index filter_channel"
-)
 
 
 class Recorder:
@@ -341,10 +343,40 @@ class Recorder:
         return store
 
     def _define(self, store: LogStore) -> None:
+        # Every array comes from the layout table (filterscope.log.schema.LAYOUT): names, dims,
+        # dtypes and fill values are declared there once.
         layers = self.layers_
         stats_layers = [layers[i] for i in self._stats_index]
+        per_filter = _filters(stats_layers)
+        values: dict[str, Any] = {
+            "layer": np.arange(len(layers)),
+            "layer_name": [layer.name for layer in layers],
+            "layer_stage": [layer.stage for layer in layers],
+            "layer_block": [layer.block for layer in layers],
+            "layer_kind": [layer.kind for layer in layers],
+            "layer_filters": [layer.filters for layer in layers],
+            "layer_params": _layer_params(layers),
+            "layer_has_stats": [layer.has_stats for layer in layers],
+            "filter": np.arange(self._engine.n_filters),
+            "filter_layer": np.repeat([layer.name for layer in stats_layers], per_filter),
+            "filter_layer_index": np.repeat(self._stats_index, per_filter),
+            "filter_channel": np.concatenate([np.arange(n) for n in per_filter]),
+            "stat": list(STATS),
+            "threshold": THRESHOLDS,
+        }
+        if self.class_names_ is not None:
+            values["class"] = np.arange(len(self.class_names_))
+            values["class_name"] = list(self.class_names_)
+        sizes = {
+            "layer": len(layers),
+            "filter": self._engine.n_filters,
+            "stat": len(STATS),
+            "threshold": len(THRESHOLDS),
+        }
+        root = layout(ROOT)
+        present = [v.name for v in root if not v.when or v.name in values]
         store.set_attrs(
-            coordinates=_ROOT_COORDS + (" class_name" if self.class_names_ else ""),
+            coordinates=coordinates_attr(ROOT, present),
             eval_sets=[ev.name for ev in self._sets],
             snapshot_every=self.snapshot_every,
             model=type(self._module).__name__,
@@ -354,71 +386,44 @@ class Recorder:
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **{_FINGERPRINTS: {ev.name: _fingerprint(ev) for ev in self._sets}},
         )
-        static = {
-            "layer": (np.arange(len(layers)), ["layer"]),
-            "layer_name": ([layer.name for layer in layers], ["layer"]),
-            "layer_stage": ([layer.stage for layer in layers], ["layer"]),
-            "layer_block": ([layer.block for layer in layers], ["layer"]),
-            "layer_kind": ([layer.kind for layer in layers], ["layer"]),
-            "layer_filters": ([layer.filters for layer in layers], ["layer"]),
-            "layer_has_stats": ([layer.has_stats for layer in layers], ["layer"]),
-            "filter": (np.arange(self._engine.n_filters), ["filter"]),
-            "filter_layer": (
-                np.repeat([layer.name for layer in stats_layers], _filters(stats_layers)),
-                ["filter"],
-            ),
-            "filter_layer_index": (
-                np.repeat(self._stats_index, _filters(stats_layers)),
-                ["filter"],
-            ),
-            "filter_channel": (
-                np.concatenate([np.arange(layer.filters) for layer in stats_layers]),
-                ["filter"],
-            ),
-            "stat": (list(STATS), ["stat"]),
-            "threshold": (THRESHOLDS, ["threshold"]),
-        }
-        if self.class_names_ is not None:
-            static["class"] = (np.arange(len(self.class_names_)), ["class"])
-            static["class_name"] = (list(self.class_names_), ["class"])
-        for key, (values, dims) in static.items():
-            store.create_static(key, np.asarray(values), dims)
-        store.create_appendable("step", ["step"], "int64")
-        store.create_appendable("step_epoch", ["step"], "int64")
-        for name, dtype in STEP_VARS.items():
-            store.create_appendable(name, ["step"], dtype)
-        for name in ("snapshot", "snapshot_step", "snapshot_epoch"):
-            store.create_appendable(name, ["snapshot"], "int64")
-        n_layers = len(layers)
-        for name in ("weight_stat", "grad_stat"):
-            store.create_appendable(
-                name, ["snapshot", "layer", "stat"], "float32", (n_layers, len(STATS))
-            )
-        store.create_appendable(
-            "change_ratio",
-            ["snapshot", "layer", "threshold"],
-            "float32",
-            (n_layers, len(THRESHOLDS)),
-        )
-        for name in FILTER_VARS:
-            store.create_appendable(
-                name, ["snapshot", "filter"], "float32", (self._engine.n_filters,)
-            )
+        for var in root:
+            if var.appendable:
+                if var.per == "log":  # per-set arrays (<set>_loss) come with their set below
+                    inner = tuple(sizes[d] for d in var.dims[1:])
+                    store.create_appendable(
+                        var.name, list(var.dims), var.dtype, inner, fill=var.fill_value
+                    )
+            elif var.name in values:
+                store.create_static(var.name, var.array(values[var.name]), list(var.dims))
+            else:
+                # Only conditional arrays (class coordinates without classes) may be left out.
+                assert var.when, f"the layout declares {var.name!r}; _define gives no values"
+        eval_vars = layout(EVAL_SET_GROUP)
         for ev in self._sets:
-            store.create_appendable(f"{ev.name}_loss", ["snapshot"], "float32")
-            store.create_appendable(f"{ev.name}_error", ["snapshot"], "float32")
-            group = f"{EVAL_GROUP}/{ev.name}"
-            store.create_group(group, {"coordinates": "sample_id label"})
-            store.create_static(f"{group}/sample", np.arange(len(ev)), ["sample"])
-            store.create_static(f"{group}/sample_id", ev.sample_ids, ["sample"])
-            store.create_static(f"{group}/label", ev.labels, ["sample"])
-            for name, (dtype, fill) in SAMPLE_VARS.items():
-                store.create_appendable(
-                    f"{group}/{name}", ["snapshot", "sample"], dtype, (len(ev),), fill=fill
-                )
+            for var in root:
+                if var.per == "set":
+                    store.create_appendable(
+                        var.key(ev.name), list(var.dims), var.dtype, fill=var.fill_value
+                    )
+            group = EVAL_SET_GROUP.replace(SET, ev.name)
+            names = [v.name for v in eval_vars]
+            store.create_group(group, {"coordinates": coordinates_attr(EVAL_SET_GROUP, names)})
+            static = {"sample": np.arange(len(ev)), "sample_id": ev.sample_ids, "label": ev.labels}
+            for var in eval_vars:
+                if var.appendable:
+                    store.create_appendable(
+                        var.key(ev.name), list(var.dims), var.dtype, (len(ev),), fill=var.fill_value
+                    )
+                else:
+                    store.create_static(
+                        var.key(ev.name), var.array(static[var.name]), list(var.dims)
+                    )
         if self.keep_weights:
-            store.create_group(STATE_GROUP)
-            store.create_slots(_STATE_KEY, 2, self._engine.n_params, ["state_slot", "state_param"])
+            self._create_state(store)
+
+    def _create_state(self, store: LogStore) -> None:
+        store.create_group(STATE_GROUP)
+        store.create_slots(_STATE_KEY, 2, self._engine.n_params, list(_STATE_VAR.dims))
 
     def _resume(self, store: LogStore) -> None:
         names = [str(v) for v in store.read_array("layer_name")]
@@ -437,6 +442,21 @@ class Recorder:
                 f"{store.attrs.get('n_parameters')} weights in its measured layers; this model "
                 f"has {self._engine.n_params}. Resume with the same architecture."
             )
+        params = _layer_params(self.layers_)
+        if store.has_array("layer_params"):
+            stored_params = store.read_array("layer_params").tolist()
+            if stored_params != params:
+                raise InvalidModelError(
+                    f"the log at {store.path} was recorded from a model whose layers have "
+                    f"{stored_params} weights; this model's have {params}. Resume with the "
+                    "same architecture."
+                )
+        else:
+            # A log from before real logs carried layer_params gains it.
+            var = VARIABLES[ROOT, "layer_params"]
+            store.create_static(var.name, var.array(params), list(var.dims))
+            names = str(store.attrs.get("coordinates", "")).split()
+            store.set_attrs(coordinates=coordinates_attr(ROOT, [*names, var.name]))
         stored_every = store.attrs.get("snapshot_every")
         if stored_every is not None and stored_every != self.snapshot_every:
             # One schedule per log: snapshot_step would otherwise change its spacing mid-log.
@@ -477,8 +497,7 @@ class Recorder:
                 if not np.isnan(prev).all():
                     self._prev = self._engine.reference(torch.as_tensor(prev))
         if self.keep_weights and not store.has_array(_STATE_KEY):
-            store.create_group(STATE_GROUP)
-            store.create_slots(_STATE_KEY, 2, self._engine.n_params, ["state_slot", "state_param"])
+            self._create_state(store)
 
     def _check_class_names(self, store: LogStore) -> None:
         stored = (
@@ -1087,6 +1106,11 @@ class _Writer:
                 "committed; the log keeps every snapshot committed before the failure. Close "
                 "this Recorder, fix the cause, and resume the log with mode='a'."
             )
+
+
+def _layer_params(layers: Sequence[Layer]) -> list[int]:
+    """``layer_params``: the number of weights of every layer (also those without statistics)."""
+    return [int(layer.weight.numel()) for layer in layers]
 
 
 def _filters(layers: Sequence[Layer]) -> list[int]:
