@@ -120,7 +120,8 @@ def sklearn_loop(maps: dict[str, np.ndarray]) -> None:
 def run_model(
     name: str, model: nn.Module, x: torch.Tensor, repeats: int, device: torch.device
 ) -> None:
-    from filterscope.gmm.extract import extract, pca_2d
+    from filterscope.gmm.extract import extract
+    from filterscope.gmm.pca import pca_2d
 
     model.eval().to(device)
     if device.type == "cuda":

@@ -49,6 +49,42 @@ def test_analyze_is_the_public_entry_point():
     assert fs.analyze.__module__ == "filterscope.gmm.analyze"
 
 
+def test_arguments_after_model_and_data_are_keyword_only():
+    model, x, y = _planted_problem()
+    with pytest.raises(TypeError, match="positional"):
+        fs.analyze(model, (x, y), None)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "suggestion"),
+    [
+        ("n_component", "did you mean 'k_range'"),
+        ("n_sample", "did you mean 'n_samples'"),
+        ("outlier_frac", "did you mean 'outlier_fraction'"),
+        ("zzz_unknown", None),
+    ],
+)
+def test_unknown_keyword_names_the_forwarded_parameters(keyword, suggestion):
+    model, x, y = _planted_problem()
+    with pytest.raises(fs.InvalidParameterError) as err:
+        fs.analyze(model, (x, y), progress=False, **{keyword: 3})
+    message = str(err.value)
+    assert f"analyze() got an unknown keyword {keyword!r}" in message
+    assert "passes keywords on to FilterGMM, whose parameters are" in message
+    assert "k_range" in message and "outlier_fraction" in message
+    if suggestion is None:
+        assert "did you mean" not in message
+    else:
+        assert suggestion in message
+
+
+def test_bad_forwarded_parameter_is_an_invalid_parameter_error():
+    model, x, y = _planted_problem()
+    with pytest.raises(fs.InvalidParameterError, match="n_init must be an integer ≥ 1") as err:
+        fs.analyze(model, (x, y), n_samples=None, n_init=0, progress=False)
+    assert not isinstance(err.value, fs.InvalidDataError)
+
+
 def test_planted_anomaly_filter_is_found_and_ranked_first(planted):
     result, _, _, _ = planted
     table = result.table

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import threading
 import warnings
 
@@ -12,10 +14,18 @@ import torch
 import xarray as xr
 from scipy import stats as st
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils.validation import check_is_fitted
 
-from filterscope.errors import InvalidDataError, InvalidParameterError, NonFiniteError
+import filterscope as fs
+from filterscope.errors import (
+    FilterscopeError,
+    InvalidDataError,
+    InvalidParameterError,
+    NonFiniteError,
+)
 from filterscope.gmm import estimator
-from filterscope.gmm.estimator import FilterGMM
+from filterscope.gmm.estimator import FilterGMM, NotFittedError
 from filterscope.gmm.synthetic import CLEAN_KINDS, make_filter_points
 
 
@@ -204,24 +214,72 @@ def test_bad_input_raises_typed_errors_that_say_what_to_do():
     pts[2, 0, 0] = np.inf
     with pytest.raises(NonFiniteError, match="filter 2"):
         FilterGMM(device="cpu").fit(pts)
-    for params in (
-        {"k_range": (0, 3)},
-        {"k_range": (4, 2)},
-        {"n_init": 0},
-        {"tol": -1.0},
-        {"reg_covar": 0.0},
-        {"outlier_fraction": 0.7},
-        {"selection": "aic"},
-        {"dtype": "float16"},
-        {"chunk_size": 0},
-        {"n_jobs": 0},
-        {"n_jobs": -2},
-        {"n_jobs": 1.5},
-    ):
-        with pytest.raises(InvalidDataError):
-            FilterGMM(**params).fit(rng.normal(size=(2, 50, 2)))
-    with pytest.raises(InvalidDataError, match="not fitted"):
-        FilterGMM().to_dataset()
+
+
+@pytest.mark.parametrize(
+    ("params", "valid_range"),
+    [
+        ({"k_range": (0, 3)}, "1 <= k_min <= k_max <= 127"),
+        ({"k_range": (4, 2)}, "1 <= k_min <= k_max <= 127"),
+        ({"n_init": 0}, "n_init must be an integer ≥ 1"),
+        ({"n_init": True}, "n_init must be an integer ≥ 1"),
+        ({"tol": -1.0}, "tol must be a finite number ≥ 0"),
+        ({"reg_covar": 0.0}, "reg_covar must be a finite number > 0"),
+        ({"max_iter": -1}, "max_iter must be an integer ≥ 0"),
+        ({"outlier_fraction": 0.7}, "0 < outlier_fraction < 0.5"),
+        ({"min_separation": float("nan")}, "min_separation must be a finite number ≥ 0"),
+        ({"selection": "aic"}, r"selection must be one of \('ch-bic', 'ch'\)"),
+        ({"dtype": "float16"}, "must be 'float32' or 'float64'"),
+        ({"chunk_size": 0}, r"chunk_size must be None \(sized to memory\) or an integer ≥ 1"),
+        ({"n_jobs": 0}, r"n_jobs must be None, -1 \(every core\) or an integer ≥ 1"),
+        ({"n_jobs": -2}, "n_jobs must be None, -1"),
+        ({"n_jobs": 1.5}, "n_jobs must be None, -1"),
+        ({"random_state": "seed"}, r"random_state must be None, an integer in \[0, 2\*\*32 - 1\]"),
+        ({"device": "bogus"}, "'cpu', 'cuda', 'cuda:0'"),
+    ],
+)
+def test_bad_parameters_raise_invalid_parameter_error_naming_the_range(params, valid_range):
+    points = np.random.default_rng(7).normal(size=(2, 50, 2))
+    with pytest.raises(InvalidParameterError, match=valid_range) as err:
+        FilterGMM(**params).fit(points)
+    # A parameter error is not a data error: `except InvalidDataError` is for the points.
+    assert not isinstance(err.value, InvalidDataError)
+    assert isinstance(err.value, ValueError)
+
+
+def test_unfitted_estimator_raises_sklearn_not_fitted_error():
+    gmm = FilterGMM(k_range=(1, 3), device="cpu")
+    with pytest.raises(NotFittedError, match=r"call fit\(points\)") as err:
+        gmm.to_dataset()
+    assert isinstance(err.value, SklearnNotFittedError)
+    assert isinstance(err.value, FilterscopeError)
+    for name in estimator.FITTED_ATTRIBUTES:
+        with pytest.raises(NotFittedError, match=f"FilterGMM.{name} is learned by fit"):
+            getattr(gmm, name)
+    assert not hasattr(gmm, "labels_")  # a NotFittedError is an AttributeError too
+    with pytest.raises(AttributeError) as plain:
+        gmm.no_such_attribute_  # noqa: B018 - not a fitted attribute: a plain AttributeError
+    assert not isinstance(plain.value, NotFittedError)
+    with pytest.raises(SklearnNotFittedError):
+        check_is_fitted(gmm)
+    assert fs.NotFittedError is fs.gmm.NotFittedError is NotFittedError
+
+    gmm.fit(np.random.default_rng(0).normal(size=(2, 50, 2)))
+    check_is_fitted(gmm)  # no error once fitted
+    assert set(estimator.FITTED_ATTRIBUTES) <= set(vars(gmm))
+    with pytest.raises(SklearnNotFittedError):
+        check_is_fitted(clone(gmm))  # a clone is unfitted
+
+
+def test_not_fitted_error_keeps_import_filterscope_free_of_sklearn():
+    # scikit-learn costs about a second to import; fs.NotFittedError loads it only when used.
+    code = (
+        "import sys, filterscope as fs; assert 'sklearn' not in sys.modules, 'eager'; "
+        "from sklearn.exceptions import NotFittedError; "
+        "assert issubclass(fs.NotFittedError, NotFittedError); "
+        "assert issubclass(fs.NotFittedError, fs.FilterscopeError)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -315,8 +373,7 @@ def test_unusable_devices_are_parameter_errors_naming_the_valid_ones(device, mon
     points = np.random.default_rng(0).normal(size=(2, 50, 2))
     with pytest.raises(InvalidParameterError, match=r"'cpu', 'cuda', 'cuda:0'") as err:
         FilterGMM(device=device).fit(points)
-    # still an InvalidDataError, the class parameter errors had before
-    assert isinstance(err.value, InvalidDataError)
+    assert not isinstance(err.value, InvalidDataError)  # a parameter, not the data
 
 
 def test_a_missing_cuda_device_is_a_clear_error(monkeypatch):

@@ -11,8 +11,14 @@ from sklearn.decomposition import PCA
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import filterscope as fs
 from filterscope.data import digits
-from filterscope.errors import InvalidDataError, InvalidModelError, NonFiniteError
+from filterscope.errors import (
+    InvalidDataError,
+    InvalidModelError,
+    InvalidParameterError,
+    NonFiniteError,
+)
 from filterscope.gmm import extract, pca_2d, select_samples
 from filterscope.models import LeNet5, ResNet
 
@@ -150,7 +156,7 @@ def test_pca_solvers_match_exact_pca(n, features):
 
 @pytest.mark.parametrize("features", [300, 40])  # block Krylov, Gram
 def test_pca_chunks_do_not_change_results(monkeypatch, features):
-    module = importlib.import_module("filterscope.gmm.extract")  # the package exports extract()
+    module = importlib.import_module("filterscope.gmm.pca")
     spectrum = np.geomspace(5, 0.1, min(200, features))
     maps = torch.from_numpy(_spectrum_maps(200, features, [spectrum] * 3)).float()
     whole = pca_2d(maps.clone())
@@ -303,8 +309,62 @@ def test_non_finite_inputs_name_samples(lenet, probe):
 
 
 def test_too_few_samples_is_rejected(lenet, probe):
-    with pytest.raises(InvalidDataError, match="at least 2"):
+    with pytest.raises(InvalidParameterError, match=r"n_samples must be None .* or an integer ≥ 2"):
         extract(lenet, probe[0], n_samples=1)
+    with pytest.raises(InvalidDataError, match="at least 2"):
+        extract(lenet, probe[0][:1], n_samples=None)
+
+
+@pytest.mark.parametrize(
+    ("params", "valid_range"),
+    [
+        ({"where": "input"}, r"where must be one of \('output', 'activation'\)"),
+        ({"pca": "svd"}, r"pca must be one of \('randomized', 'full'\)"),
+        ({"batch_size": 0}, "batch_size must be an integer ≥ 1"),
+        ({"batch_size": 2.5}, "batch_size must be an integer ≥ 1"),
+        ({"max_memory": -1}, r"max_memory must be None \(no limit\) or an integer ≥ 0"),
+        ({"n_samples": 1.5}, r"n_samples must be None \(every sample\) or an integer ≥ 2"),
+        ({"n_samples": True}, "n_samples must be None"),
+    ],
+)
+def test_bad_parameters_raise_invalid_parameter_error_naming_the_range(
+    lenet, probe, params, valid_range
+):
+    with pytest.raises(InvalidParameterError, match=valid_range) as err:
+        extract(lenet, probe[0], device="cpu", **params)
+    assert not isinstance(err.value, InvalidDataError)
+
+
+def test_probe_and_pca_parameters_are_checked():
+    with pytest.raises(InvalidParameterError, match=r"method must be one of \('randomized'"):
+        pca_2d(torch.randn(2, 10, 4), method="svd")  # type: ignore[arg-type]
+    with pytest.raises(InvalidDataError, match=r"\(filters, samples, features\)"):
+        pca_2d(torch.randn(10, 4))
+    with pytest.raises(InvalidParameterError, match="n_samples must be None"):
+        select_samples(torch.zeros(10, 3), n_samples=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidParameterError, match="CUDA is not available"):
+            extract(LeNet5(), torch.zeros(4, 1, 28, 28), device="cuda")
+
+
+def test_arguments_after_model_and_data_are_keyword_only(lenet, probe):
+    with pytest.raises(TypeError, match="positional"):
+        extract(lenet, probe[0], None, 16)  # type: ignore[misc]
+
+
+def test_modules_are_split_by_job():
+    from filterscope.gmm import pca as pca_module
+    from filterscope.gmm import probe as probe_module
+
+    extract_mod = importlib.import_module("filterscope.gmm.extract")
+    assert fs.gmm.select_samples is probe_module.select_samples
+    assert fs.gmm.ProbeSet is probe_module.ProbeSet
+    assert fs.gmm.pca_2d is pca_module.pca_2d
+    assert fs.extract is fs.gmm.extract is extract_mod.extract
+    # Each job's module holds only its own names: no PCA in probe, no probing in pca.
+    assert not hasattr(pca_module, "select_samples")
+    assert not hasattr(probe_module, "pca_2d")
+    assert not hasattr(extract_mod, "_krylov") and not hasattr(extract_mod, "_take_first")
 
 
 @pytest.mark.cuda

@@ -14,7 +14,7 @@ from torch import nn
 
 import filterscope as fs
 from filterscope.data import digits
-from filterscope.errors import InvalidDataError, InvalidModelError
+from filterscope.errors import InvalidDataError, InvalidModelError, InvalidParameterError
 from filterscope.gmm import (
     compare_outliers,
     gradient_norms,
@@ -145,6 +145,14 @@ def test_gradient_norms_equal_a_backward_pass_per_sample(trained_lenet, small_di
 def test_gradient_norms_need_labels(trained_lenet, small_digits):
     with pytest.raises(InvalidDataError, match="labelled"):
         gradient_norms(trained_lenet, small_digits[0])
+
+
+def test_gradient_norms_bad_params_is_a_parameter_error(trained_lenet, small_digits):
+    with pytest.raises(InvalidParameterError, match="params must be 'all', 'last' or a list"):
+        gradient_norms(trained_lenet, small_digits, params="first")
+    with pytest.raises(InvalidParameterError, match="no parameter matches") as err:
+        gradient_norms(trained_lenet, small_digits, params=["nope"])
+    assert not isinstance(err.value, InvalidDataError)
 
 
 def test_compare_outliers_matches_scipy():

@@ -1,8 +1,9 @@
 """The GMM engine: anomaly filters by clustering every filter's feature maps (arXiv 2412.10457).
 
-Owns feature-map extraction and batched PCA (:func:`extract`), batched EM with Calinski–Harabasz
-selection of K (:class:`FilterGMM`), the user-facing :func:`analyze` and the paper's three
-hypotheses (:func:`overfitting_curve`, :func:`gradient_norms` / :func:`compare_outliers`,
+Owns probe-sample selection (:mod:`~filterscope.gmm.probe`, :func:`select_samples`), the
+batched PCA solver (:mod:`~filterscope.gmm.pca`, :func:`pca_2d`), activation capture
+(:mod:`~filterscope.gmm.extract`, :func:`extract`), batched EM with Calinski–Harabasz selection
+of K (:class:`FilterGMM`), the user-facing :func:`analyze` and the paper's three hypotheses (:func:`overfitting_curve`, :func:`gradient_norms` / :func:`compare_outliers`,
 :func:`prune` / :func:`pruning_experiment`). Must not import any view, plot or widget: results
 are plain pandas / xarray objects that views and plots read.
 
@@ -21,8 +22,8 @@ from __future__ import annotations
 # Imported eagerly, not lazily: the functions `extract` and `analyze` share their modules' names,
 # and a lazily resolved name would be shadowed by the submodule once it is imported.
 from filterscope.gmm.analyze import AnalysisResult, analyze
-from filterscope.gmm.estimator import FilterGMM
-from filterscope.gmm.extract import extract, pca_2d, select_samples
+from filterscope.gmm.estimator import FilterGMM, NotFittedError
+from filterscope.gmm.extract import extract
 from filterscope.gmm.hypotheses import (
     OutlierComparison,
     OverfittingCurve,
@@ -34,12 +35,16 @@ from filterscope.gmm.hypotheses import (
     prune,
     pruning_experiment,
 )
+from filterscope.gmm.pca import pca_2d
+from filterscope.gmm.probe import ProbeSet, select_samples
 
 __all__ = [
     "AnalysisResult",
     "FilterGMM",
+    "NotFittedError",
     "OutlierComparison",
     "OverfittingCurve",
+    "ProbeSet",
     "PruneHandle",
     "PruningExperiment",
     "analyze",

@@ -8,6 +8,8 @@ the :class:`~filterscope.Recorder` can append one per analysis snapshot to a log
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +20,10 @@ import torch
 import xarray as xr
 from torch import nn
 
+from filterscope.errors import InvalidParameterError
 from filterscope.gmm.estimator import FilterGMM
-from filterscope.gmm.extract import DEFAULT_MAX_MEMORY, PCAMethod, Where, extract
+from filterscope.gmm.extract import DEFAULT_MAX_MEMORY, Where, extract
+from filterscope.gmm.pca import PCAMethod
 
 __all__ = ["TABLE_COLUMNS", "AnalysisResult", "analyze", "outlier_sample_ids"]
 
@@ -112,12 +116,12 @@ def outlier_sample_ids(table: pd.DataFrame) -> np.ndarray:
 def analyze(
     model: nn.Module,
     data: Any,
+    *,
     n_samples: int | None = 512,
     layers: Sequence[str] | None = None,
     where: Where = "output",
     device: str | torch.device | None = None,
     random_state: int | None = 0,
-    *,
     batch_size: int = 128,
     pca: PCAMethod = "randomized",
     max_memory: int | None = DEFAULT_MAX_MEMORY,
@@ -129,14 +133,15 @@ def analyze(
     Runs :func:`~filterscope.gmm.extract` (feature maps of ``n_samples`` probe samples → 2-D PCA
     per filter) and fits a :class:`~filterscope.gmm.FilterGMM` to every filter's points (K
     chosen by the Calinski–Harabasz index; a filter is an anomaly filter when its clustering has
-    a small, well-separated cluster, whose samples are its outliers).
+    a small, well-separated cluster, whose samples are its outliers). Every argument after
+    ``data`` is keyword-only.
 
     Parameters
     ----------
     model : torch.nn.Module
         The CNN to analyse (training flags are restored afterwards).
     data : Dataset, DataLoader, Tensor, ndarray or tuple (x, y)
-        Probe data; see :func:`~filterscope.gmm.extract.select_samples`.
+        Probe data; see :func:`~filterscope.gmm.probe.select_samples`.
     n_samples : int or None, default=512
         Probe samples drawn deterministically with ``random_state`` (None: all).
     layers : sequence of str, optional
@@ -159,6 +164,14 @@ def analyze(
     -------
     AnalysisResult
 
+    Raises
+    ------
+    InvalidParameterError
+        When a parameter is outside its range, or a keyword is neither one of the above nor a
+        :class:`FilterGMM` parameter (the message suggests the closest names).
+    InvalidModelError, InvalidDataError, NonFiniteError
+        As :func:`extract` and :meth:`FilterGMM.fit` raise them.
+
     Examples
     --------
     >>> import torch
@@ -172,6 +185,7 @@ def analyze(
     >>> result.dataset.points.shape
     (22, 128, 2)
     """
+    _check_gmm_kwargs(gmm_kwargs)
     bar = _progress_bar(progress, model, layers)
     try:
         points = extract(
@@ -196,6 +210,39 @@ def analyze(
             bar.close()
     dataset = _dataset(points, gmm)
     return AnalysisResult(table=_table(dataset, gmm), dataset=dataset, gmm=gmm)
+
+
+#: Names from other libraries (scikit-learn's GaussianMixture, ...) and what analyze calls them.
+_ALIASES = {
+    "n_components": "k_range",
+    "n_component": "k_range",
+    "n_clusters": "k_range",
+    "k": "k_range",
+    "seed": "random_state",
+}
+
+
+def _check_gmm_kwargs(gmm_kwargs: dict[str, Any]) -> None:
+    """Refuse a keyword that neither :func:`analyze` nor :class:`FilterGMM` takes, before any
+    work is done (FilterGMM would only fail after the extraction)."""
+    own = [
+        name
+        for name, p in inspect.signature(analyze).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    # random_state and device are analyze's own and passed on by it.
+    forwarded = [name for name in FilterGMM._get_param_names() if name not in own]
+    for name in gmm_kwargs:
+        if name in forwarded:
+            continue
+        close = [_ALIASES[name]] if name in _ALIASES else []
+        close += difflib.get_close_matches(name, own[2:] + forwarded, n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
+        raise InvalidParameterError(
+            f"analyze() got an unknown keyword {name!r}; it passes keywords on to FilterGMM, "
+            f"whose parameters are {', '.join(forwarded)} (analyze's own: "
+            f"{', '.join(own[2:])}){hint}"
+        )
 
 
 def _dataset(points: xr.Dataset, gmm: FilterGMM) -> xr.Dataset:

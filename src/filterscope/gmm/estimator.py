@@ -8,18 +8,25 @@ anomaly rule of :mod:`filterscope.gmm.select`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import xarray as xr
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from sklearn.utils import check_random_state
 
-from filterscope.errors import InvalidDataError, InvalidParameterError, NonFiniteError
+from filterscope.errors import (
+    FilterscopeError,
+    InvalidDataError,
+    InvalidParameterError,
+    NonFiniteError,
+)
 from filterscope.gmm import em
 from filterscope.gmm._parallel import map_chunks
 from filterscope.gmm.select import SELECTIONS, select
@@ -36,12 +43,47 @@ _FULL_PRECISION = (torch.float32, torch.float64)
 _DEVICE_TYPES = ("cpu", "cuda")
 
 
-class ParameterError(InvalidParameterError, InvalidDataError):
-    """A :class:`FilterGMM` parameter is out of its documented range.
+__all__ = ["CHUNK_MEMORY", "FITTED_ATTRIBUTES", "FilterGMM", "NotFittedError"]
 
-    An :class:`~filterscope.errors.InvalidParameterError` that is also an
-    :class:`~filterscope.errors.InvalidDataError`, the class these errors had before, so
-    existing ``except InvalidDataError`` clauses keep catching them.
+#: Attributes that :meth:`FilterGMM.fit` learns; reading one before ``fit`` raises
+#: :class:`NotFittedError`.
+FITTED_ATTRIBUTES = (
+    "ks_",
+    "k_",
+    "labels_",
+    "loglik_",
+    "lower_bound_",
+    "ch_",
+    "converged_",
+    "n_iter_",
+    "cluster_sizes_",
+    "weights_",
+    "means_",
+    "covariances_",
+    "outlier_clusters_",
+    "anomaly_",
+    "anomaly_score_",
+    "dead_",
+    "outliers_",
+    "centre_",
+    "scale_",
+)
+
+
+class NotFittedError(FilterscopeError, _SklearnNotFittedError):
+    """A :class:`FilterGMM` result was asked for before :meth:`FilterGMM.fit` ran.
+
+    Also scikit-learn's :class:`sklearn.exceptions.NotFittedError` (so a ``ValueError`` and an
+    ``AttributeError``: ``hasattr(gmm, "labels_")`` is False before ``fit``). Defined here rather
+    than in :mod:`filterscope.errors` because importing scikit-learn takes about a second, which
+    ``import filterscope`` avoids; it is importable as ``filterscope.NotFittedError`` and
+    ``filterscope.gmm.NotFittedError``.
+
+    Examples
+    --------
+    >>> from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+    >>> issubclass(NotFittedError, SklearnNotFittedError)
+    True
     """
 
 
@@ -57,6 +99,11 @@ class FilterGMM(BaseEstimator):
     serves as the one-cluster test. A filter is an *anomaly filter* when its chosen clustering isolates a
     small (at most ``outlier_fraction · N`` samples) and well-separated (at least
     ``min_separation``) cluster; those samples are its *outliers*. See ``docs/gmm.md``.
+
+    A parameter out of its range raises :class:`~filterscope.errors.InvalidParameterError` at
+    :meth:`fit`, naming the range. The attributes below are learned by :meth:`fit`; reading one
+    before ``fit`` raises :class:`NotFittedError` (also scikit-learn's, so
+    ``sklearn.utils.validation.check_is_fitted`` works as usual).
 
     Parameters
     ----------
@@ -203,45 +250,83 @@ class FilterGMM(BaseEstimator):
         if (
             not isinstance(kr, tuple | list)
             or len(kr) != 2
-            or not all(isinstance(k, int | np.integer) for k in kr)
+            or not all(_is_int(k) for k in kr)
             or not 1 <= kr[0] <= kr[1] <= 127
         ):
-            raise ParameterError(
+            raise InvalidParameterError(
                 f"k_range must be a pair (k_min, k_max) of integers with 1 <= k_min <= k_max "
                 f"<= 127, got {kr!r}; e.g. k_range=(1, 8)."
             )
+        # name -> (valid?, the valid range)
         checks = {
-            "n_init": isinstance(self.n_init, int | np.integer) and self.n_init >= 1,
-            "tol": _is_real(self.tol) and self.tol >= 0,
-            "reg_covar": _is_real(self.reg_covar) and self.reg_covar > 0,
-            "max_iter": isinstance(self.max_iter, int | np.integer) and self.max_iter >= 0,
-            "outlier_fraction": _is_real(self.outlier_fraction) and 0 < self.outlier_fraction < 0.5,
-            "min_separation": _is_real(self.min_separation) and self.min_separation >= 0,
-            "chunk_size": self.chunk_size is None
-            or (isinstance(self.chunk_size, int | np.integer) and self.chunk_size >= 1),
-            "n_jobs": self.n_jobs is None
-            or (
-                isinstance(self.n_jobs, int | np.integer)
-                and not isinstance(self.n_jobs, bool)
-                and (self.n_jobs >= 1 or self.n_jobs == -1)
+            "n_init": (_is_int(self.n_init) and self.n_init >= 1, "an integer ≥ 1"),
+            "tol": (_is_real(self.tol) and self.tol >= 0, "a finite number ≥ 0"),
+            "reg_covar": (_is_real(self.reg_covar) and self.reg_covar > 0, "a finite number > 0"),
+            "max_iter": (_is_int(self.max_iter) and self.max_iter >= 0, "an integer ≥ 0"),
+            "outlier_fraction": (
+                _is_real(self.outlier_fraction) and 0 < self.outlier_fraction < 0.5,
+                "a number with 0 < outlier_fraction < 0.5",
+            ),
+            "min_separation": (
+                _is_real(self.min_separation) and self.min_separation >= 0,
+                "a finite number ≥ 0",
+            ),
+            "chunk_size": (
+                self.chunk_size is None or (_is_int(self.chunk_size) and self.chunk_size >= 1),
+                "None (sized to memory) or an integer ≥ 1",
+            ),
+            "n_jobs": (
+                self.n_jobs is None
+                or (_is_int(self.n_jobs) and (self.n_jobs >= 1 or self.n_jobs == -1)),
+                "None, -1 (every core) or an integer ≥ 1",
             ),
         }
-        for name, ok in checks.items():
+        for name, (ok, valid) in checks.items():
             if not ok:
-                raise ParameterError(
-                    f"{name}={getattr(self, name)!r} is not valid; see the FilterGMM docstring "
-                    f"for its range (defaults: n_init=1, tol=1e-3, reg_covar=1e-6, max_iter=100, "
-                    f"outlier_fraction=0.05, min_separation=3.5, chunk_size=None, n_jobs=None)."
+                default = self._get_default(name)
+                raise InvalidParameterError(
+                    f"{name} must be {valid}, got {getattr(self, name)!r} (default: {default!r})."
                 )
         if self.selection not in SELECTIONS:
-            raise ParameterError(f"selection must be one of {SELECTIONS}, got {self.selection!r}.")
+            raise InvalidParameterError(
+                f"selection must be one of {SELECTIONS}, got {self.selection!r}."
+            )
         dtype = _DTYPES.get(_dtype_name(self.dtype))
         if dtype is None:
-            raise ParameterError(
+            raise InvalidParameterError(
                 f"dtype (the compute precision) must be 'float32' or 'float64', got "
                 f"{self.dtype!r}; points of any float dtype are accepted whatever it is."
             )
         return tuple(range(int(kr[0]), int(kr[1]) + 1)), dtype, _check_device(self.device)
+
+    @classmethod
+    def _get_default(cls, name: str) -> Any:
+        return inspect.signature(cls.__init__).parameters[name].default
+
+    def _random_state(self) -> np.random.RandomState:
+        try:
+            return check_random_state(self.random_state)
+        except ValueError:
+            raise InvalidParameterError(
+                f"random_state must be None, an integer in [0, 2**32 - 1] or a "
+                f"numpy.random.RandomState, got {self.random_state!r}."
+            ) from None
+
+    # -- fitted state --------------------------------------------------------------------------
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            # Only called when normal lookup fails: a fitted attribute read before fit().
+            if name in FITTED_ATTRIBUTES:
+                raise NotFittedError(
+                    f"FilterGMM.{name} is learned by fit(), and this FilterGMM is not fitted "
+                    "yet; call fit(points) first."
+                )
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return "k_" in vars(self)
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -266,9 +351,9 @@ class FilterGMM(BaseEstimator):
 
         Raises
         ------
-        ParameterError
-            A parameter out of range (e.g. ``device="bogus"``, or a CUDA device where torch
-            sees none); an :class:`~filterscope.errors.InvalidParameterError`.
+        InvalidParameterError
+            A parameter out of its range (e.g. ``n_init=0``, ``device="bogus"``, or a CUDA
+            device where torch sees none); the message names the valid range.
         InvalidDataError
             Wrong shape or dtype, or no more samples than the largest K.
         NonFiniteError
@@ -290,7 +375,7 @@ class FilterGMM(BaseEstimator):
                 "upper end."
             )
         _check_finite(pts, self._filter_coords)
-        rng = check_random_state(self.random_state)
+        rng = self._random_state()
         # drawn initialisation-major so that n_init=1 is the first of any n_init's draws
         uniforms = rng.random_sample((self.n_init, f, em.n_uniforms(ks[-1]))).transpose(1, 0, 2)
         jobs = 1 if self.client is not None or device.type == "cuda" else self._jobs(f)
@@ -385,6 +470,11 @@ class FilterGMM(BaseEstimator):
         ``anomaly_score``, ``dead`` (filter). Coordinates on ``filter`` and ``sample`` of a
         Dataset passed to :meth:`fit` are copied; the parameters are in ``attrs``.
 
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit` (also scikit-learn's ``NotFittedError``).
+
         Examples
         --------
         >>> rng = np.random.default_rng(0)
@@ -393,8 +483,10 @@ class FilterGMM(BaseEstimator):
         >>> ds.ch.dims, ds.k.values.tolist()
         (('filter', 'k'), [1, 2, 3])
         """
-        if not hasattr(self, "k_"):
-            raise InvalidDataError("this FilterGMM is not fitted yet; call fit(points) first.")
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                "this FilterGMM is not fitted yet; call fit(points) before to_dataset()."
+            )
         f, n = self.labels_.shape
         k_max = self.weights_.shape[1]
         outlier = np.zeros((f, n), dtype=bool)
@@ -444,31 +536,32 @@ class FilterGMM(BaseEstimator):
 
 
 def _check_device(device: Any) -> torch.device:
-    """``device`` as a :class:`torch.device` FilterGMM can compute on, or a ParameterError."""
+    """``device`` as a :class:`torch.device` FilterGMM can compute on, or an
+    InvalidParameterError."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     valid = "'cpu', 'cuda', 'cuda:0' (a GPU index), a torch.device of those, or None"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ParameterError(
+        raise InvalidParameterError(
             f"device={device!r} is not a device FilterGMM can use; use {valid} (None picks CUDA "
             "when available)."
         ) from None
     if dev.type not in _DEVICE_TYPES:
-        raise ParameterError(
+        raise InvalidParameterError(
             f"device={device!r} is a {dev.type!r} device; FilterGMM computes on the CPU or a "
             f"CUDA GPU: use {valid}."
         )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ParameterError(
+            raise InvalidParameterError(
                 f"device={device!r} but torch sees no CUDA device; use device='cpu' "
                 "or device=None (picks CUDA when available)."
             )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise ParameterError(
+            raise InvalidParameterError(
                 f"device={device!r} but torch sees {count} CUDA device(s), cuda:0 to "
                 f"cuda:{count - 1}; pick one of those or device='cuda'."
             )
@@ -509,7 +602,15 @@ def _dtype_name(dtype: Any) -> str:
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and math.isfinite(value)
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _fit_chunk(points: np.ndarray, uniforms: np.ndarray, **kwargs: Any) -> dict[str, np.ndarray]:

@@ -30,9 +30,9 @@ import xarray as xr
 from scipy import stats
 from torch import nn
 
-from filterscope.errors import InvalidDataError, InvalidModelError
+from filterscope.errors import InvalidDataError, InvalidModelError, InvalidParameterError
 from filterscope.gmm.analyze import AnalysisResult
-from filterscope.gmm.extract import ProbeSet, select_samples
+from filterscope.gmm.probe import ProbeSet, select_samples
 
 __all__ = [
     "OutlierComparison",
@@ -277,7 +277,7 @@ def gradient_norms(
     ----------
     model : torch.nn.Module
     data : Dataset, DataLoader or tuple (x, y)
-        Labelled samples; selected as in :func:`~filterscope.gmm.extract.select_samples` (use the
+        Labelled samples; selected as in :func:`~filterscope.gmm.probe.select_samples` (use the
         analysis's ``n_samples`` and ``random_state`` to get the same probe samples).
     loss_fn : callable, default=torch.nn.functional.cross_entropy
         ``loss_fn(output, target)`` for a batch of one sample, returning a scalar.
@@ -364,10 +364,15 @@ def _parameter_names(model: nn.Module, params: str | Sequence[str]) -> list[str]
         prefix = f"{last}." if last else ""
         return [n for n in names if n.startswith(prefix) and "." not in n[len(prefix) :]]
     if isinstance(params, str):
-        raise InvalidDataError(f"params must be 'all', 'last' or a list of names, got {params!r}.")
+        raise InvalidParameterError(
+            f"params must be 'all', 'last' or a list of parameter or module names, got {params!r}."
+        )
     chosen = [n for n in names if any(n == p or n.startswith(f"{p}.") for p in params)]
     if not chosen:
-        raise InvalidDataError(f"no parameter matches {list(params)}; names look like {names[:6]}.")
+        raise InvalidParameterError(
+            f"no parameter matches params={list(params)}; pass 'all', 'last' or names from "
+            f"model.named_parameters() (or their modules), e.g. {names[:6]}."
+        )
     return chosen
 
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from filterscope.errors import InvalidParameterError
+
 #: z of the Duda–Hart critical value (one-sided, about 0.07 % false splits of a Gaussian).
 DUDA_HART_Z = 3.2
 
@@ -259,7 +261,7 @@ def select(
     ([2], [True], [[190, 10]])
     """
     if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        raise InvalidParameterError(f"selection must be one of {SELECTIONS}, got {selection!r}.")
     ks = np.asarray(ks)
     f = stats.shape[0]
     rows = np.arange(f)

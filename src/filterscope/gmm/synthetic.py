@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils import check_random_state
 
+from filterscope.errors import InvalidParameterError
+
 #: Clouds with no outlier samples: a filter holding one of these must not be flagged.
 CLEAN_KINDS: tuple[str, ...] = ("gaussian", "heavy", "clusters", "elongated", "skewed")
 #: Every kind :func:`make_filter_points` knows; ``"planted"`` is a clean cloud plus a far group.
@@ -138,7 +140,7 @@ def _clean_cloud(
             ]
         )
         return pts, list(zip(centres, covs, strict=True))
-    raise ValueError(f"unknown synthetic kind {kind!r}; expected one of {KINDS}")
+    raise InvalidParameterError(f"unknown synthetic kind {kind!r}; expected one of {KINDS}")
 
 
 def _plant_group(
@@ -215,7 +217,7 @@ def make_filter_points(
     """
     for k in kinds:
         if k not in KINDS:
-            raise ValueError(f"unknown synthetic kind {k!r}; expected one of {KINDS}")
+            raise InvalidParameterError(f"unknown synthetic kind {k!r}; expected one of {KINDS}")
     rng = check_random_state(random_state)
     points = np.empty((n_filters, n_samples, 2))
     kind_out = np.empty(n_filters, dtype=object)
