@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from filterscope.dynamics import class_clusters, class_error, from_arrays
+from filterscope.dynamics import class_clusters, class_error, class_error_values, from_arrays
 from filterscope.index import (
     APPROXIMATE_STATS,
     build_index,
-    class_error_block,
     layer_tree,
     node_ratios,
     node_stats,
@@ -180,7 +179,7 @@ def test_class_and_cluster_errors_match_the_dynamics(tmp_path):
     idx = build_index(log, tmp_path / "idx")
     ours = idx.query("class_error", level=0).sel(agg="mean")
     np.testing.assert_array_equal(ours.values, class_error(log).values)
-    np.testing.assert_array_equal(class_error_block(correct, labels, 12), class_error(log).values)
+    np.testing.assert_array_equal(class_error_values(correct, labels, 12), class_error(log).values)
     clusters = class_clusters(log)
     np.testing.assert_array_equal(idx.class_cluster.values, clusters.class_cluster.values)
     got = idx.query("cluster_error", level=0).sel(agg="mean")
@@ -193,3 +192,22 @@ def test_class_and_cluster_errors_match_the_dynamics(tmp_path):
     assert set(samples.label.values.tolist()) == {0, 1, 2}
     with pytest.raises(ValueError, match="class_= or cluster="):
         idx.query("correct", class_=1, cluster=late)
+
+
+def test_pooled_moments_stay_exact_when_the_mean_dwarfs_the_spread():
+    from filterscope.log.moments import pool_moments
+
+    rng = np.random.default_rng(5)
+    parts = [rng.normal(1e6, 1e-3, size=n) for n in (30, 50, 70)]
+    members = np.array([[1, 1, 1], [0, 1, 1], [1, 0, 0]])
+    counts, means, variances = pool_moments(
+        [p.size for p in parts],
+        [[p.mean() for p in parts]],
+        [[p.var() for p in parts]],
+        members,
+    )
+    for g, row in enumerate(members):
+        values = np.concatenate([p for p, m in zip(parts, row, strict=True) if m])
+        assert counts[g] == values.size
+        np.testing.assert_allclose(means[0, g], values.mean(), rtol=1e-15)
+        np.testing.assert_allclose(variances[0, g], values.var(), rtol=1e-6)

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from torch import nn
+from log_helpers.tiny import record_resumable_run
 
-import filterscope as fs
 from filterscope.data.synthetic import synthetic_log
-from filterscope.errors import InvalidDataError, LogFormatError
+from filterscope.errors import InvalidParameterError, LogFormatError
 from filterscope.index import Index, build_index, choose_level, open_index
 from filterscope.log.reader import open_log
 
@@ -94,20 +93,27 @@ def test_drill_down_returns_the_exact_raw_values(run):
 
 def test_bad_queries_raise_typed_errors(run):
     _, idx = run
-    with pytest.raises(InvalidDataError, match="no variable 'accuracy'"):
+    with pytest.raises(InvalidParameterError, match="no variable 'accuracy'"):
         idx.query("accuracy")
-    with pytest.raises(InvalidDataError, match="level must be"):
+    with pytest.raises(InvalidParameterError, match=r"level must be .* 0\.\.\d+"):
         idx.query("val_error", level=99)
-    with pytest.raises(InvalidDataError, match="not found on 'stat'"):
+    with pytest.raises(InvalidParameterError, match="not found on 'stat'"):
         idx.query("weight_stat", rows={"stat": "kurtosis"})
-    with pytest.raises(InvalidDataError, match="holds no snapshot"):
+    with pytest.raises(InvalidParameterError, match="holds no snapshot"):
         idx.query("val_error", time=slice(500, 600))
-    with pytest.raises(InvalidDataError, match="columns must be"):
+    with pytest.raises(InvalidParameterError, match="columns must be"):
         idx.query("val_error", columns=0)
-    with pytest.raises(LogFormatError, match="no node"):
+    with pytest.raises(InvalidParameterError, match="no node"):
         idx.query("filter_l2", node="layer9")
-    with pytest.raises(InvalidDataError, match="no dimension"):
+    with pytest.raises(InvalidParameterError, match="no dimension"):
         idx.query("val_error", rows={"filter": 3})
+    with pytest.raises(InvalidParameterError, match=r"cluster must be in 0\.\.3"):
+        idx.query("class_error", cluster=7)
+    with pytest.raises(InvalidParameterError, match="no dimension 'epoch'"):
+        idx.labels("epoch")
+    # Parameter errors are ValueErrors too, as before.
+    with pytest.raises(ValueError):
+        idx.query("val_error", level=-1)
 
 
 def test_missing_index_is_a_typed_error(tmp_path, run):
@@ -116,36 +122,14 @@ def test_missing_index_is_a_typed_error(tmp_path, run):
         Index(open_log(path), tmp_path / "nothing")
 
 
-def _train(path, weights, steps: int, mode=None):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
-    if mode == "a":
-        state = torch.load(weights, weights_only=True)
-        model.load_state_dict(state)
-    x = torch.randn(48, 1, 8, 8)
-    y = torch.arange(48) % 3
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with fs.Recorder(
-        model, path, eval_sets={"val": (x, y)}, snapshot_every=2, optimizer=opt, mode=mode
-    ) as rec:
-        for _ in range(steps):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            rec.step(loss)
-            opt.step()
-    torch.save(model.state_dict(), weights)
-
-
 def test_a_live_run_keeps_its_index_current(tmp_path):
     torch.set_num_threads(1)
     path = tmp_path / "run"
-    _train(path, tmp_path / "model.pt", 7)
+    record_resumable_run(path, 7, tmp_path / "model.pt")
     idx = open_index(path)
     first = idx.committed["snapshot"]
-    _train(
-        path, tmp_path / "model.pt", 9, mode="a"
-    )  # the run goes on: more snapshots are committed
+    # The run goes on: more snapshots are committed.
+    record_resumable_run(path, 9, tmp_path / "model.pt", mode="a")
     idx.refresh(open_log(path))
     assert idx.committed["snapshot"] > first and not idx.stale
     full = build_index(open_log(path), tmp_path / "full")

@@ -1,7 +1,9 @@
 """Bokeh figures and the offline report, on a hand-built log that follows the log schema.
 
-Every aggregate is checked against a literal numpy loop over the planted data, and every figure
-against the numbers it was given, so a figure cannot silently draw the wrong variable.
+Every summary the figures draw is checked against a literal numpy loop over the planted data,
+and every figure against the numbers it was given, so a figure cannot silently draw the wrong
+variable. Figures draw from the log's index; ``tests/test_data_path.py`` checks they draw what
+``Index.query`` answers for long logs too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from bokeh.core.validation import check_integrity
 from bokeh.models import CategoricalAxis, ColumnDataSource, CrosshairTool, GlyphRenderer, LogAxis
 from oracles import layer_stats
 
-from filterscope.errors import InvalidDataError, LogFormatError
+from filterscope.dynamics import anomaly_counts
+from filterscope.errors import InvalidDataError, InvalidParameterError, LogFormatError
+from filterscope.index import build_index
+from filterscope.index.summaries import class_accuracy, layer_filter_mean, layer_mean_abs
 from filterscope.plots import (
     change_ratio_figure,
     class_accuracy_figure,
@@ -26,12 +31,6 @@ from filterscope.plots import (
     loss_figure,
     training_figures,
     write_report,
-)
-from filterscope.plots.aggregates import (
-    anomaly_counts,
-    class_accuracy,
-    layer_filter_mean,
-    mean_abs_per_parameter,
 )
 from filterscope.plots.figures import ACCURACY_PALETTE
 
@@ -98,6 +97,9 @@ def hand_built_log(seed: int = 0, n_snapshots: int = 6, steps_per_snapshot: int 
             "class_name": ("class", ["cat", "dog", "owl"]),
             "layer": np.arange(len(LAYERS)),
             "layer_name": ("layer", [n for n, _, _, _ in LAYERS]),
+            # a flat model: every layer is its own stage and block
+            "layer_stage": ("layer", [n for n, _, _, _ in LAYERS]),
+            "layer_block": ("layer", [n for n, _, _, _ in LAYERS]),
             "layer_kind": ("layer", [k for _, k, _, _ in LAYERS]),
             "layer_filters": ("layer", [f for _, _, f, _ in LAYERS]),
             "layer_has_stats": ("layer", [k != "BatchNorm2d" for _, k, _, _ in LAYERS]),
@@ -120,37 +122,47 @@ def _sources(fig) -> list[ColumnDataSource]:
     return [r.data_source for r in fig.renderers if isinstance(r, GlyphRenderer)]
 
 
-def test_mean_abs_per_parameter_matches_the_raw_gradients():
-    log, grads = hand_built_log()
-    got = mean_abs_per_parameter(log, "grad_stat")
-    assert got.dims == ("layer", "snapshot")
+def indexed_log(tmp_path, **kwargs):
+    log, grads = hand_built_log(**kwargs)
+    return build_index(log, tmp_path / "index.zarr"), log, grads
+
+
+def test_layer_mean_abs_matches_the_raw_gradients(tmp_path):
+    idx, _, grads = indexed_log(tmp_path)
+    got = layer_mean_abs(idx, "grad_stat", level=0).sel(agg="mean")
+    assert got.dims == ("snapshot", "layer")
+    assert got["layer"].values.tolist() == [0, 2, 3]  # batch norm has no statistics
     for i, g in grads.items():
         np.testing.assert_allclose(got.sel(layer=i).values, np.abs(g).mean(axis=1), rtol=1e-4)
-    assert np.isnan(got.sel(layer=1)).all()  # batch norm has no statistics
 
 
-def test_layer_filter_mean_and_class_accuracy_match_literal_loops():
-    log, _ = hand_built_log()
+def test_layer_filter_mean_and_class_accuracy_match_literal_loops(tmp_path):
+    idx, log, _ = indexed_log(tmp_path)
     cos = log["filter_cosine"].values
     fli = log["filter_layer_index"].values
-    got = layer_filter_mean(log, "filter_cosine")
-    for layer in range(len(LAYERS)):
-        for s in range(1, log.sizes["snapshot"]):
+    got = layer_filter_mean(idx, "filter_cosine", level=0).sel(agg="mean")
+    assert got["layer"].values.tolist() == [0, 2, 3]
+    for layer in (0, 2, 3):
+        for s in range(log.sizes["snapshot"]):
             cells = cos[s, fli == layer]
-            if cells.size:
-                assert got.values[layer, s] == pytest.approx(cells.mean(), rel=1e-6)
+            if s:
+                assert got.sel(layer=layer).values[s] == pytest.approx(cells.mean(), rel=1e-6)
             else:
-                assert np.isnan(got.values[layer, s])
+                assert np.isnan(got.sel(layer=layer).values[s])  # no change at snapshot 0
     correct, labels = log["correct"].values, log["label"].values
-    acc = class_accuracy(log)
+    acc = class_accuracy(idx, level=0).sel(agg="mean")
     for c in range(3):
         for s in range(log.sizes["snapshot"]):
-            assert acc.values[c, s] == pytest.approx(correct[s, labels == c].mean())
+            assert acc.values[s, c] == pytest.approx(correct[s, labels == c].mean())
+    # Buckets of two snapshots: the accuracy's min is one minus the error's max.
+    coarse = class_accuracy(idx, level=1)
+    err = idx.query("class_error", level=1)
+    np.testing.assert_allclose(coarse.sel(agg="min"), 1 - err.sel(agg="max"))
 
 
-def test_loss_figure_draws_the_logged_values():
-    log, _ = hand_built_log()
-    fig = loss_figure(log)
+def test_loss_figure_draws_the_logged_values(tmp_path):
+    idx, log, _ = indexed_log(tmp_path)
+    fig = loss_figure(idx)
     assert isinstance(fig.yaxis[0], LogAxis)
     sources = _sources(fig)
     by_len = {len(src.data["x"]): src.data for src in sources}
@@ -166,29 +178,33 @@ def test_loss_figure_draws_the_logged_values():
         np.testing.assert_array_equal(d["x"], log["snapshot_step"].values)
 
 
-def test_heatmaps_draw_aggregates_and_skip_batch_norm():
-    log, _ = hand_built_log()
-    fig = gradient_figure(log)
+def test_heatmaps_draw_aggregates_and_skip_batch_norm(tmp_path):
+    idx, log, _ = indexed_log(tmp_path)
+    fig = gradient_figure(idx)
     (cells,) = _sources(fig)
     rows = list(dict.fromkeys(cells.data["row"]))
     assert rows == ["conv1", "conv2", "fc"]
-    expected = mean_abs_per_parameter(log).isel(layer=[0, 2, 3]).values.ravel()
-    np.testing.assert_allclose(cells.data["value"], expected)
+    expected = layer_mean_abs(idx, level=0).sel(agg="mean").transpose("layer", "snapshot")
+    np.testing.assert_allclose(cells.data["value"], expected.values.ravel())
     assert list(fig.y_range.factors) == ["fc", "conv2", "conv1"]  # first layer on top
     assert isinstance(fig.yaxis[0], CategoricalAxis)
+    # Cells sit on the snapshot steps, as wide as the gaps between them.
+    np.testing.assert_allclose(cells.data["x"][:6], log["snapshot_step"].values)
+    np.testing.assert_allclose(cells.data["w"][:6], 5.0)
 
-    (cells,) = _sources(change_ratio_figure(log, threshold=0.01))
+    (cells,) = _sources(change_ratio_figure(idx, threshold=0.01))
     t = int(np.argmin(np.abs(THRESHOLDS - 0.01)))
     np.testing.assert_allclose(
         cells.data["value"], log["change_ratio"].values[:, [0, 2, 3], t].T.ravel()
     )
-    (cells,) = _sources(filter_cosine_figure(log))
+    (cells,) = _sources(filter_cosine_figure(idx))
     assert np.isnan(cells.data["value"][0])  # no change at snapshot 0
 
-    fig = class_accuracy_figure(log)
+    fig = class_accuracy_figure(idx)
     (cells,) = _sources(fig)
     assert list(dict.fromkeys(cells.data["row"])) == ["cat", "dog", "owl"]
-    np.testing.assert_allclose(cells.data["value"], class_accuracy(log).values.ravel())
+    acc = class_accuracy(idx, level=0).sel(agg="mean").transpose("class", "snapshot")
+    np.testing.assert_allclose(cells.data["value"], acc.values.ravel())
     assert fig.renderers[0].glyph.fill_color["transform"].palette == list(ACCURACY_PALETTE)
 
 
@@ -197,13 +213,13 @@ def test_accuracy_palette_hits_the_published_stops():
     assert ACCURACY_PALETTE[0] == "#dd261c" and ACCURACY_PALETTE[-1] == "#0e9247"
 
 
-def test_training_figures_share_x_range_and_hover_line():
-    log, _ = hand_built_log()
+def test_training_figures_share_x_range_and_hover_line(tmp_path):
+    idx, log, _ = indexed_log(tmp_path)
     analysis = xr.Dataset(
         {"anomaly": (("analysis_snapshot", "filter"), [[True, False, True], [False] * 3])},
         coords={"analysis_step": ("analysis_snapshot", [9, 29])},
     )
-    layout = training_figures(log, analysis)
+    layout = training_figures(idx, analysis)
     issues = check_integrity(layout.references())
     assert not issues.error and not issues.warning, issues  # e.g. a scale that fits no range
     figs = layout.children
@@ -216,12 +232,20 @@ def test_training_figures_share_x_range_and_hover_line():
     assert x_range.start <= 0 and x_range.end >= log["step"].values[-1]
 
 
-def test_partial_log_plots_what_it_has():
+def test_partial_log_plots_what_it_has(tmp_path):
     log, _ = hand_built_log()
-    layout = training_figures(log[["loss", "lr"]])
+    layout = training_figures(build_index(log[["loss", "lr"]], tmp_path / "a"))
     assert [f.title.text for f in layout.children] == ["Loss", "Learning rate"]
     with pytest.raises(LogFormatError, match="'grad_stat'"):
-        gradient_figure(log[["loss"]])
+        gradient_figure(build_index(log[["loss"]], tmp_path / "b"))
+
+
+def test_a_log_built_in_memory_needs_its_index_passed(tmp_path):
+    log, _ = hand_built_log()
+    with pytest.raises(InvalidParameterError, match=r"build_index\(log, store="):
+        loss_figure(log)
+    with pytest.raises(InvalidParameterError, match="not opened from a path"):
+        write_report(log, tmp_path / "r.html")
 
 
 _EXTERNAL = re.compile(
@@ -238,7 +262,7 @@ def assert_offline_html(text: str) -> None:
 
 
 def test_write_report_is_offline_and_lists_top_anomalies(tmp_path):
-    log, _ = hand_built_log()
+    idx, _, _ = indexed_log(tmp_path)
     table = pd.DataFrame(
         {
             "layer": [f"layer{i}" for i in range(30)],
@@ -249,7 +273,7 @@ def test_write_report_is_offline_and_lists_top_anomalies(tmp_path):
             "score": np.linspace(0.0, 1.0, 30),
         }
     )
-    out = write_report(log, tmp_path / "sub" / "report.html", anomalies=table, title="A <b> test")
+    out = write_report(idx, tmp_path / "sub" / "report.html", anomalies=table, title="A <b> test")
     text = out.read_text(encoding="utf-8")
     assert_offline_html(text)
     assert "A &lt;b&gt; test" in text  # the title is escaped
@@ -261,9 +285,23 @@ def test_write_report_is_offline_and_lists_top_anomalies(tmp_path):
 
 
 def test_write_report_rejects_bad_inputs(tmp_path):
-    log, _ = hand_built_log()
+    idx, _, _ = indexed_log(tmp_path)
     with pytest.raises(InvalidDataError, match="anomalies must be"):
-        write_report(log, tmp_path / "r.html", anomalies=[1, 2, 3])
-    with pytest.raises(InvalidDataError, match="log must be"):
+        write_report(idx, tmp_path / "r.html", anomalies=[1, 2, 3])
+    with pytest.raises(InvalidParameterError, match="log must be"):
         write_report(42, tmp_path / "r.html")  # type: ignore[arg-type]
     assert not (tmp_path / "r.html").exists()
+
+
+def test_many_classes_draw_the_lowest_accuracy_ones(tmp_path, monkeypatch):
+    import filterscope.plots.figures as figures
+
+    idx, log, _ = indexed_log(tmp_path)
+    monkeypatch.setattr(figures, "MAX_CLASS_ROWS", 2)
+    fig = class_accuracy_figure(idx)
+    (cells,) = _sources(fig)
+    correct, labels = log["correct"].values, log["label"].values
+    mean_acc = [correct[:, labels == c].mean() for c in range(3)]
+    worst = sorted(np.argsort(mean_acc, kind="stable")[:2])
+    assert list(dict.fromkeys(cells.data["row"])) == [["cat", "dog", "owl"][c] for c in worst]
+    assert "the 2 of 3 classes with the lowest mean accuracy" in fig.title.text

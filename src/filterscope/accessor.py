@@ -6,9 +6,19 @@ state beyond the dataset: every method builds a fresh object from the public API
 
 Examples
 --------
+>>> import tempfile
 >>> import filterscope as fs
->>> log = fs.open_log("runs/demo")  # doctest: +SKIP
->>> log.filterscope.model_info()  # doctest: +SKIP
+>>> from filterscope.data import synthetic_log
+>>> path = tempfile.mkdtemp() + "/run"
+>>> _ = synthetic_log(
+...     path, layers="resnet18", n_samples=40, n_classes=4, n_snapshots=30, plant=False
+... )
+>>> log = fs.open_log(path)
+>>> loss = log.filterscope.index(progress=False).query("loss", columns=10)
+>>> loss.attrs["level"] > 0, dict(loss.sizes)["agg"]
+(True, 4)
+>>> type(log.filterscope.model_info()).__name__
+'ModelInfo'
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 if TYPE_CHECKING:
+    from filterscope.index.core import Index
     from filterscope.views.model_info import ModelInfo
 
 
@@ -33,3 +44,9 @@ class FilterscopeAccessor:
         from filterscope.views.model_info import ModelInfo
 
         return ModelInfo(self._log, **kwargs)
+
+    def index(self, *, build: bool = True, progress: bool | None = None) -> Index:
+        """The log's index, opened or built in its store; see :func:`filterscope.index_of`."""
+        from filterscope.index.core import index_of
+
+        return index_of(self._log, build=build, progress=progress)

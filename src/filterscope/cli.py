@@ -445,7 +445,7 @@ def _add_analyze(subparsers: Subparsers) -> None:
 
 def _run_analyze(args: argparse.Namespace) -> None:
     import filterscope as fs
-    from filterscope.plots.aggregates import anomaly_counts
+    from filterscope.dynamics import anomaly_counts
 
     _require_log(args.log)
     log = fs.open_log(args.log)

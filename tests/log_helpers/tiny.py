@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,3 +43,32 @@ def digits(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples ``start:stop`` of scikit-learn's digits as ``(x (N, 1, 8, 8), y)`` tensors."""
     x, y = _digits()
     return torch.from_numpy(x[start:stop].copy()), torch.from_numpy(y[start:stop].copy())
+
+
+def record_resumable_run(
+    path: Any, steps: int, weights: Any, *, mode: str | None = None, n_samples: int = 48
+) -> None:
+    """Train a tiny conv net for ``steps`` steps into a log at ``path``, saving its weights.
+
+    With ``mode="a"`` the net starts from ``weights`` and the log is resumed: a run that goes on,
+    as a live index or ``index_of`` sees it grow.
+    """
+    import filterscope as fs
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    if mode == "a":
+        model.load_state_dict(torch.load(weights, weights_only=True))
+    x = torch.randn(n_samples, 1, 8, 8)
+    y = torch.arange(n_samples) % 3
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with fs.Recorder(
+        model, path, eval_sets={"val": (x, y)}, snapshot_every=2, optimizer=opt, mode=mode
+    ) as rec:
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            rec.step(loss)
+            opt.step()
+    torch.save(model.state_dict(), weights)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from filterscope.dynamics.arrays import from_arrays
 from filterscope.dynamics.filters import (
     CHANGE_METRICS,
+    anomaly_counts,
     layer_class_correlation,
     top_changed_filters,
 )
@@ -36,6 +37,7 @@ from filterscope.dynamics.samples import (
     aum,
     cartography,
     class_error,
+    class_error_values,
     forgetting,
     transitions,
 )
@@ -45,10 +47,12 @@ __all__ = [
     "CHANGE_METRICS",
     "PRESETS",
     "REGIONS",
+    "anomaly_counts",
     "aum",
     "cartography",
     "class_clusters",
     "class_error",
+    "class_error_values",
     "class_order",
     "forgetting",
     "from_arrays",

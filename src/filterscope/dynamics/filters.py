@@ -290,3 +290,25 @@ def _top_k(
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty, empty
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(ranks)
+
+
+def anomaly_counts(analysis: xr.Dataset) -> xr.DataArray:
+    """Number of anomaly filters at each analysed snapshot: ``(analysis_snapshot,)``.
+
+    Parameters
+    ----------
+    analysis : xarray.Dataset
+        The log's analysis group (``filterscope.open_log(path, group="analysis")``) or
+        :attr:`AnalysisResult.dataset`, with the bool ``anomaly`` over
+        ``analysis_snapshot, filter``.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from filterscope.dynamics import anomaly_counts
+    >>> analysis = xr.Dataset({"anomaly": (("analysis_snapshot", "filter"), [[True, False]])})
+    >>> anomaly_counts(analysis).values.tolist()
+    [1]
+    """
+    check_log(analysis, ["anomaly"], ["filter"])
+    return analysis["anomaly"].astype(np.int64).sum("filter").compute().rename("anomaly_count")

@@ -20,11 +20,10 @@ from sklearn.cluster import KMeans
 from filterscope.dynamics._common import (
     class_positions,
     class_sizes,
-    class_sums,
     dim_coords,
     load_correct,
 )
-from filterscope.dynamics.samples import class_error
+from filterscope.dynamics.samples import class_error, class_error_values
 from filterscope.errors import InvalidDataError, NonFiniteError
 
 # Up to this many rows a dense eigensolver is cheap; above it, Lanczos is much faster.
@@ -235,8 +234,7 @@ def class_clusters(log: xr.Dataset, k: int = 4, random_state: int | None = 0) ->
         raise InvalidDataError(
             f"k={k} clusters need at least {k} classes with samples, the log has {len(defined)}"
         )
-    right = class_sums(correct, classes, n_classes)
-    error = 1.0 - right[:, defined] / sizes[defined]
+    error = class_error_values(correct, classes, n_classes)[:, defined]
     spread = error.std(axis=0)
     standard = (error - error.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
     raw = KMeans(n_clusters=k, n_init=10, random_state=random_state).fit_predict(standard.T)
@@ -249,12 +247,12 @@ def class_clusters(log: xr.Dataset, k: int = 4, random_state: int | None = 0) ->
     cluster[defined] = rename[raw]
     member = cluster[defined]
     onehot = (member[:, None] == np.arange(k)).astype(np.int64)  # (defined class, cluster)
-    cluster_right = right[:, defined] @ onehot
-    cluster_size = sizes[defined] @ onehot
+    # Every sample belongs to a class with samples, hence to a cluster.
+    cluster_error = class_error_values(correct, cluster[classes].astype(np.intp), k)
     return xr.Dataset(
         {
             "class_cluster": (("class",), cluster),
-            "cluster_error": (("snapshot", "cluster"), 1.0 - cluster_right / cluster_size),
+            "cluster_error": (("snapshot", "cluster"), cluster_error),
             "cluster_classes": (("cluster",), onehot.sum(axis=0)),
         },
         coords={

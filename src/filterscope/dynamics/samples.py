@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import xarray as xr
 
 from filterscope.dynamics._common import (
@@ -105,13 +106,42 @@ def class_error(log: xr.Dataset) -> xr.DataArray:
     """
     correct = load_correct(log)
     classes, n_classes = class_positions(log)
+    error = class_error_values(correct, classes, n_classes)
     sizes = class_sizes(classes, n_classes)
-    right = class_sums(correct, classes, n_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        error = 1.0 - right / sizes
     coords: dict[Any, Any] = {**dim_coords(log, "snapshot"), **dim_coords(log, "class")}
     coords["class_size"] = (("class",), sizes)
     return xr.DataArray(error, dims=("snapshot", "class"), coords=coords, name="class_error")
+
+
+def class_error_values(
+    correct: npt.NDArray[Any], classes: npt.NDArray[np.intp], n_classes: int
+) -> npt.NDArray[np.float64]:
+    """Per-class error ``1 - correct / size`` of a ``(time, sample)`` array -> ``(time, class)``.
+
+    The one implementation of class error: :func:`class_error`, the index's ``class_error``
+    and ``cluster_error`` (``classes`` then holds each sample's cluster) all call it.
+
+    Parameters
+    ----------
+    correct : array-like of bool or 0/1, shape (time, sample)
+    classes : numpy.ndarray of int, shape (sample,)
+        Position of every sample's class (or group), ``0 .. n_classes - 1``.
+    n_classes : int
+        Number of classes (groups); those without samples get NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class_error_values(np.array([[1, 0, 1]], bool), np.array([0, 0, 1]), 3)
+    array([[0.5, 0. , nan]])
+    """
+    values = np.asarray(correct)
+    if values.dtype != np.bool_:
+        values = values.astype(bool)
+    right = class_sums(values, classes, n_classes)
+    sizes = class_sizes(classes, n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1.0 - right / sizes
 
 
 def forgetting(log: xr.Dataset) -> xr.Dataset:

@@ -3,8 +3,11 @@
 Owns the time pyramids (NaN-aware min, max, mean and count over buckets of ``2**k`` snapshots
 or steps, built incrementally as snapshots are committed), the aggregates over the layer tree
 (model → stage → block → layer) and over classes and class clusters, their storage in the
-``index`` group of the log's store, and :meth:`Index.query`, the one call every view, Bokeh
-plot and user makes to fetch a window at the resolution it can show. Built with dask, so a
+``index`` group of the log's store, :func:`index_of` (the index of a log opened from its path, built on
+first use and extended as the log grows), and :meth:`Index.query`, the one call every view,
+Bokeh plot and user makes to fetch a window at the resolution it can show;
+:mod:`~filterscope.index.summaries` derives the per-layer and per-class series figures draw
+from it. Built with dask, so a
 ``dask.distributed`` cluster can build it.
 
 Must not touch widgets, plots or training: it reads committed log data and writes only its own
@@ -23,11 +26,10 @@ Examples
 from __future__ import annotations
 
 from filterscope.index.build import CLUSTER_K, INDEX_GROUP, NODE_VARS, VarSpec, variable_specs
-from filterscope.index.core import Index, build_index, open_index
+from filterscope.index.core import Index, build_index, index_of, open_index
 from filterscope.index.hierarchy import (
     APPROXIMATE_STATS,
     LayerTree,
-    class_error_block,
     layer_tree,
     node_ratios,
     node_stats,
@@ -45,8 +47,8 @@ __all__ = [
     "VarSpec",
     "build_index",
     "choose_level",
-    "class_error_block",
     "coarsen_pairs",
+    "index_of",
     "layer_tree",
     "level_from_raw",
     "node_ratios",

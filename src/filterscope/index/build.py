@@ -38,10 +38,9 @@ import zarr
 from sklearn.exceptions import ConvergenceWarning
 from zarr.codecs import BloscCodec
 
-from filterscope.errors import InvalidDataError, LogFormatError
+from filterscope.errors import InvalidParameterError, LogFormatError
 from filterscope.index.hierarchy import (
     LayerTree,
-    class_error_block,
     layer_tree,
     node_ratios,
     node_stats,
@@ -293,7 +292,7 @@ def variable_specs(
         wanted = set(variables)
         unknown = wanted - {s.name for s in specs}
         if unknown:
-            raise InvalidDataError(
+            raise InvalidParameterError(
                 f"cannot index {sorted(unknown)}: the log offers {sorted(s.name for s in specs)}"
             )
         specs = [s for s in specs if s.name in wanted]
@@ -330,7 +329,9 @@ def _values(block: npt.NDArray[Any], ctx: _Context) -> npt.NDArray[Any]:
             assert ctx.cluster_of_class is not None
             classes = ctx.cluster_of_class[classes]
             n_groups = spec.shape[0] + 1  # the last group holds classes without a cluster
-        err = class_error_block(block, classes.astype(np.intp), n_groups)
+        from filterscope.dynamics.samples import class_error_values
+
+        err = class_error_values(block, classes.astype(np.intp), n_groups)
         return err if spec.kind == "class_error" else err[:, : spec.shape[0]]
     assert ctx.tree is not None
     if spec.kind == "node_stat":
@@ -435,7 +436,9 @@ def build(
     if block_elements is None:
         block_elements = int((state or {}).get("block_elements", BLOCK_ELEMENTS))
     if not isinstance(block_elements, int) or block_elements < 1:
-        raise InvalidDataError(f"block_elements must be a positive integer, got {block_elements!r}")
+        raise InvalidParameterError(
+            f"block_elements must be a positive integer, got {block_elements!r}"
+        )
     specs = variable_specs(log, variables, block_elements)
     old_specs = {} if state is None else state.get("variables", {})
     old_sizes = {} if state is None else state.get("committed", {})

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,16 +14,17 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from filterscope.errors import InvalidDataError, LogFormatError
+from filterscope.errors import InvalidDataError, InvalidParameterError, LogFormatError
 from filterscope.index.build import (
+    CLUSTER_K,
     FIRST_STORED,
     INDEX_GROUP,
     NODE_VARS,
     VarSpec,
-    build,
     committed_sizes,
     read_state,
 )
+from filterscope.index.build import build as build_
 from filterscope.index.hierarchy import APPROXIMATE_STATS, LayerTree, layer_tree
 from filterscope.index.pyramid import (
     AGGREGATES,
@@ -47,7 +49,8 @@ class Index:
     ``cluster_error`` (per k-means cluster of classes, DeepTracker's validation view) and the
     layer-tree aggregates ``node_weight_stat``, ``node_grad_stat`` and ``node_change_ratio``
     (model, stages, blocks, layers). The index lives in the ``index`` group of the log's
-    store; open or build it with :func:`open_index` or :func:`build_index`.
+    store; reach it with :func:`index_of` (a log opened from its path: opened, built on first
+    use, extended as the log grows), or :func:`open_index` / :func:`build_index`.
 
     Parameters
     ----------
@@ -174,9 +177,17 @@ class Index:
         if log is not None:
             self.log = log
         if self.stale:
-            build(self.log, self.store, group=self.group, variables=self._requested)
+            build_(self.log, self.store, group=self.group, variables=self._requested)
             self._load()
         return self
+
+    def labels(self, dim: str) -> npt.NDArray[Any]:
+        """Labels of ``dim`` (``snapshot``, ``step``, ``class``…) as far as the index covers it."""
+        if dim not in self._labels:
+            raise InvalidParameterError(
+                f"the index has no dimension {dim!r}; it has {sorted(self._labels)}"
+            )
+        return self._labels[dim]
 
     def levels(self, var: str) -> int:
         """Index of the coarsest level of ``var`` (a single bucket covers all of time)."""
@@ -248,20 +259,21 @@ class Index:
 
         Raises
         ------
-        filterscope.InvalidDataError
-            On an unknown variable, label, node or level.
+        filterscope.InvalidParameterError
+            On an unknown variable, label, node or level, a bad window or ``columns``; the
+            message names the valid values.
         """
         spec, selection = self._select(var, rows, node, class_, cluster)
         start, stop = self._window(spec.time, time)
         top = n_levels(self.committed.get(spec.time, 0))
         if level == "auto":
             if not isinstance(columns, int | np.integer) or columns < 1:
-                raise InvalidDataError(f"columns must be a positive integer, got {columns!r}")
+                raise InvalidParameterError(f"columns must be a positive integer, got {columns!r}")
             lvl = choose_level(start, stop, int(columns), top)
         elif isinstance(level, int | np.integer) and 0 <= level <= top:
             lvl = int(level)
         else:
-            raise InvalidDataError(
+            raise InvalidParameterError(
                 f"level must be 'auto' or an integer in 0..{top} for {var!r}, got {level!r}"
             )
         positions = [p for p, _ in selection]
@@ -274,7 +286,7 @@ class Index:
     # ------------------------------------------------------------------ helpers
     def _spec(self, var: str) -> VarSpec:
         if var not in self.specs:
-            raise InvalidDataError(
+            raise InvalidParameterError(
                 f"the index has no variable {var!r}; it has {sorted(self.specs)}"
             )
         return self.specs[var]
@@ -298,7 +310,9 @@ class Index:
             elif spec.dims == ("filter",):
                 positions["filter"] = (self._filters_under(node), False)
             else:
-                raise InvalidDataError(f"node= applies to layer and filter variables, not {var!r}")
+                raise InvalidParameterError(
+                    f"node= applies to layer and filter variables, not {var!r}"
+                )
         if class_ is not None or cluster is not None:
             classes = self._classes(class_, cluster)
             if spec.by_class:
@@ -308,17 +322,21 @@ class Index:
             elif spec.dims == ("cluster",) and class_ is None:
                 wanted["cluster"] = cluster
             else:
-                raise InvalidDataError(
+                raise InvalidParameterError(
                     f"class_= / cluster= apply to per-sample variables, class_error and "
                     f"cluster_error, not {var!r}"
                 )
         unknown = set(wanted) - set(spec.dims)
         if unknown:
-            raise InvalidDataError(f"{var!r} has no dimension(s) {sorted(unknown)}: {spec.dims}")
+            raise InvalidParameterError(
+                f"{var!r} has no dimension(s) {sorted(unknown)}: {spec.dims}"
+            )
         selection = []
         for dim, size in zip(spec.dims, spec.shape, strict=True):
             if dim in positions and dim in wanted:
-                raise InvalidDataError(f"{dim!r} is selected twice; pass rows= or class_=/node=")
+                raise InvalidParameterError(
+                    f"{dim!r} is selected twice; pass rows= or class_=/node="
+                )
             if dim in positions:
                 selection.append(positions[dim])
             elif dim in wanted:
@@ -331,7 +349,7 @@ class Index:
         axis = pd.Index(self._labels[dim])
         if isinstance(labels, slice):
             if labels.step is not None:
-                raise InvalidDataError(f"slices of {dim!r} take no step, got {labels!r}")
+                raise InvalidParameterError(f"slices of {dim!r} take no step, got {labels!r}")
             where = axis.slice_indexer(labels.start, labels.stop)
             return np.arange(len(axis), dtype=np.intp)[where], False
         scalar = np.ndim(labels) == 0
@@ -339,7 +357,7 @@ class Index:
         found = axis.get_indexer(wanted)
         if (found < 0).any():
             bad = wanted[found < 0].tolist()
-            raise InvalidDataError(
+            raise InvalidParameterError(
                 f"{bad} not found on {dim!r}, whose labels are {axis[:8].tolist()}"
                 f"{' …' if len(axis) > 8 else ''}"
             )
@@ -347,20 +365,31 @@ class Index:
 
     def _filters_under(self, node: Any) -> npt.NDArray[np.intp]:
         if self.tree is None or "filter_layer_index" not in self._coords.get("filter", {}):
-            raise InvalidDataError("node= on filters needs the layer tree and filter_layer_index")
+            raise InvalidParameterError(
+                "node= on filters needs the layer tree and filter_layer_index"
+            )
         nodes = [node] if isinstance(node, str) else list(node)
         layers = np.unique(np.concatenate([self.tree.layers_under(n) for n in nodes]))
         return np.flatnonzero(np.isin(self._coords["filter"]["filter_layer_index"], layers))
 
     def _classes(self, class_: Any, cluster: Any) -> npt.NDArray[np.intp]:
         if class_ is not None and cluster is not None:
-            raise InvalidDataError("pass class_= or cluster=, not both")
+            raise InvalidParameterError("pass class_= or cluster=, not both")
         if class_ is not None:
             positions, _ = self._positions("class", class_)
             return positions
         if self.class_cluster is None:
-            raise InvalidDataError("this index has no class clusters (too few classes?)")
+            raise InvalidParameterError(
+                f"this index has no class clusters (it needs at least {CLUSTER_K} classes); "
+                "select classes with class_= instead"
+            )
         clusters = np.atleast_1d(np.asarray(cluster))
+        n_clusters = self._labels["cluster"].size
+        if not np.isin(clusters, self._labels["cluster"]).all():
+            raise InvalidParameterError(
+                f"cluster must be in 0..{n_clusters - 1} (this index has {n_clusters} class "
+                f"clusters), got {cluster!r}"
+            )
         return np.flatnonzero(np.isin(self.class_cluster.values, clusters)).astype(np.intp)
 
     def _samples_of(self, classes: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
@@ -374,7 +403,7 @@ class Index:
         if time is None:
             return 0, labels.size
         if not isinstance(time, slice) or time.step is not None:
-            raise InvalidDataError(
+            raise InvalidParameterError(
                 f"time must be a slice(first, last) of {dim} labels (both included), got {time!r}"
             )
         start = 0 if time.start is None else int(np.searchsorted(labels, time.start, "left"))
@@ -382,7 +411,7 @@ class Index:
             labels.size if time.stop is None else int(np.searchsorted(labels, time.stop, "right"))
         )
         if stop <= start:
-            raise InvalidDataError(
+            raise InvalidParameterError(
                 f"the window {time!r} holds no {dim}; the index covers {dim} "
                 f"{labels[:1].tolist()} to {labels[-1:].tolist()}"
             )
@@ -547,15 +576,16 @@ def build_index(
     {'snapshot': 400}
     """
     log, store = _resolve(log, store)
-    build(log, store, variables=variables, rebuild=rebuild, block_elements=block_elements)
+    build_(log, store, variables=variables, rebuild=rebuild, block_elements=block_elements)
     return Index(log, store)
 
 
-def open_index(path: str | Path, *, update: bool = True) -> Index:
+def open_index(path: str | Path, *, update: bool = True, progress: bool | None = None) -> Index:
     """Open the index of the log at ``path``, building or extending it when ``update``.
 
-    Staleness is the committed snapshot (and step) count recorded in the index differing from
-    the log's; a missing or older-format index is built from scratch.
+    The same as :func:`index_of` with ``build=update``. Staleness is the committed snapshot
+    (and step) count recorded in the index differing from the log's; a missing or older-format
+    index is built from scratch.
 
     Examples
     --------
@@ -568,16 +598,113 @@ def open_index(path: str | Path, *, update: bool = True) -> Index:
     >>> idx.query("weight_stat", node="layer1", rows={"stat": "l2"}, columns=10).sizes["snapshot"]
     10
     """
-    from filterscope.log.reader import open_log
+    return index_of(Path(path), build=update, progress=progress)
 
-    log = open_log(path)
-    if update:
-        state = read_state(path)
-        if state is None or {k: int(v) for k, v in state["committed"].items()} != committed_sizes(
-            log
-        ):
-            build(log, path)
-    return Index(log, path)
+
+def index_of(
+    log: xr.Dataset | str | Path, *, build: bool = True, progress: bool | None = None
+) -> Index:
+    """The index of a log opened from its path: opened, built on first use, extended as it grows.
+
+    The one way views, plots and the report reach a log's index (``log.filterscope.index()``
+    forwards here). The index lives in the ``index`` group of the log's own store; a log the
+    index has not seen all of (training went on) is summarised incrementally, only the blocks
+    from the last partial one on being recomputed.
+
+    Parameters
+    ----------
+    log : xarray.Dataset or path
+        A log from :func:`filterscope.open_log` (it remembers its directory, also after
+        ``sel``/``isel`` or arithmetic; see :func:`filterscope.log.reader.log_path`), or the
+        log's path.
+    build : bool, default True
+        Build a missing index and extend a stale one (this writes into the log's store). False
+        never writes: a stale index answers for the snapshots it covers (``idx.stale`` is True).
+    progress : bool, optional
+        Show a tqdm progress bar while building; default: only in a terminal or notebook.
+
+    Returns
+    -------
+    Index
+        Bound to the whole log as stored now (``Index.log``, primary evaluation set), whatever
+        selection ``log`` was.
+
+    Raises
+    ------
+    filterscope.InvalidParameterError
+        If ``log`` was not opened from a path (e.g. built with
+        :func:`filterscope.dynamics.from_arrays`): build its index with
+        ``build_index(log, store=path)`` instead.
+    filterscope.LogFormatError
+        If ``build=False`` and the log has no index yet.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import filterscope as fs
+    >>> from filterscope.data.synthetic import synthetic_log
+    >>> path = tempfile.mkdtemp() + "/run"
+    >>> _ = synthetic_log(path, n_samples=100, n_classes=10, n_snapshots=12, plant=False)
+    >>> log = fs.open_log(path)
+    >>> idx = fs.index_of(log, progress=False)  # built on first use, in the log's store
+    >>> idx.query("val_error", columns=6).attrs["level"]  # 12 snapshots in buckets of 2
+    1
+    >>> fs.index_of(log.isel(snapshot=slice(0, 3)), build=False).committed["snapshot"]
+    12
+    """
+    from filterscope.log.reader import log_path, open_log
+
+    if isinstance(log, str | Path):
+        path = Path(log)
+    elif isinstance(log, xr.Dataset):
+        found = log_path(log)
+        if found is None:
+            raise InvalidParameterError(
+                "this log Dataset was not opened from a path (filterscope.open_log), so its "
+                "index has nowhere to live; build one with "
+                "filterscope.index.build_index(log, store=path), or pass the log's path"
+            )
+        path = found
+    else:
+        raise InvalidParameterError(
+            f"expected a log Dataset from filterscope.open_log or the path of a log, got "
+            f"{type(log).__name__}"
+        )
+    full = open_log(path)
+    state = read_state(path)
+    current = state is not None and {
+        k: int(v) for k, v in state["committed"].items()
+    } == committed_sizes(full)
+    if build and not current:
+        with _progress(progress, f"indexing {path.name}"):
+            build_(full, path, variables=None if state is None else state.get("requested"))
+    return Index(full, path)
+
+
+@contextmanager
+def _progress(progress: bool | None, description: str) -> Iterator[None]:
+    """A tqdm bar counting the dask tasks run inside the block (local schedulers only)."""
+    if progress is False:
+        yield
+        return
+    from dask.callbacks import Callback
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, desc=description, unit="task", disable=None if progress is None else False)
+
+    class _Bar(Callback):  # type: ignore[misc]
+        def _start_state(self, dsk: Any, state: Any) -> None:
+            bar.total += sum(len(state[k]) for k in ("ready", "waiting", "running"))
+            bar.refresh()
+
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            bar.update(1)
+
+    try:
+        with _Bar():
+            yield
+    finally:
+        bar.close()
 
 
 def _resolve(log: xr.Dataset | str | Path, store: str | Path | None) -> tuple[xr.Dataset, str]:
@@ -586,12 +713,12 @@ def _resolve(log: xr.Dataset | str | Path, store: str | Path | None) -> tuple[xr
 
         return open_log(log), str(store if store is not None else log)
     if not isinstance(log, xr.Dataset):
-        raise InvalidDataError(
+        raise InvalidParameterError(
             f"expected a log Dataset or the path of a log, got {type(log).__name__}"
         )
     if store is None:
-        raise InvalidDataError(
-            "pass store= (a path) to keep the index of an in-memory log Dataset, or pass the "
-            "log's path instead of the Dataset"
+        raise InvalidParameterError(
+            "pass store= (a path) to keep the index of a log Dataset; for a log opened from its "
+            "path, filterscope.index_of(log) opens or builds the index in the log's own store"
         )
     return log, str(store)

@@ -1,4 +1,4 @@
-"""Aggregates over the model's layer tree and over classes.
+"""Aggregates over the model's layer tree.
 
 The layer tree is model → stage → block → layer, read from the log's ``layer_stage``,
 ``layer_block`` and ``layer_name`` coordinates; only layers with statistics (not batch norm)
@@ -9,12 +9,14 @@ counts ``n``:
   ``l2 = sqrt(sum(l2**2))``;
 * ``mean = sum(n * mean) / N``;
 * ``var`` pooled: ``(sum((n - ddof) * var) + sum(n * (mean - node_mean)**2)) / (N - ddof)``
-  and ``std = sqrt(var)`` (``ddof`` 0: the recorder stores population variances);
+  and ``std = sqrt(var)`` (``ddof`` 0: the recorder stores population variances), by
+  :func:`filterscope.log.moments.pool_moments`, the formula the recorder pools filters with;
 * ``median``, ``q1``, ``q3`` cannot be recovered from the layers' and are approximated by
   their ``n``-weighted average (flagged in :data:`APPROXIMATE_STATS`).
 
 A node's change ratio (the fraction of its weights with ``|g / w| <= t``) is the ``n``-weighted
-mean of its layers', which is exact.
+mean of its layers', which is exact. Per-class error lives in
+:func:`filterscope.dynamics.class_error_values`, which the index calls.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import xarray as xr
 
-from filterscope.errors import LogFormatError
+from filterscope.errors import InvalidParameterError, LogFormatError
+from filterscope.log.moments import pool_moments
 
 #: Statistics whose node values are approximations (weighted averages of the layers').
 APPROXIMATE_STATS: tuple[str, ...] = ("median", "q1", "q3")
@@ -75,7 +78,7 @@ class LayerTree:
         try:
             row = self.name.index(node)
         except ValueError:
-            raise LogFormatError(
+            raise InvalidParameterError(
                 f"no node {node!r} in the layer tree; nodes are 'model', the stages, blocks and "
                 f"layers with statistics, e.g. {list(self.name[:6])}"
             ) from None
@@ -255,12 +258,8 @@ def node_stats(
                 out[:, :, i] = mean
             elif name in ("var", "std") and mean is not None:
                 var = values[:, :, col["var"]] if "var" in col else values[:, :, col["std"]] ** 2
-                within = np.asarray(
-                    (members.multiply((n - ddof)[None, :]).tocsr() @ np.nan_to_num(var).T).T
-                )
-                layer_mean = np.nan_to_num(values[:, :, col["mean"]])
-                between = np.asarray((weights @ (layer_mean**2).T).T) - total * mean**2
-                pooled = np.maximum(within + between, 0.0) / (total - ddof)
+                # The recorder's formula (filterscope.log.moments), one level up the tree.
+                _, _, pooled = pool_moments(n, values[:, :, col["mean"]], var, members, ddof)
                 out[:, :, i] = pooled if name == "var" else np.sqrt(pooled)
             else:  # median, quartiles and anything unknown: the n-weighted average
                 out[:, :, i] = weighted(x) / total
@@ -281,17 +280,3 @@ def node_ratios(ratio: npt.NDArray[Any], tree: LayerTree) -> npt.NDArray[np.floa
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (weights @ flat) / total[:, None]
     return np.asarray(out).reshape(-1, t, thresholds).transpose(1, 0, 2)
-
-
-def class_error_block(
-    correct: npt.NDArray[Any], classes: npt.NDArray[np.intp], n_classes: int
-) -> npt.NDArray[np.float64]:
-    """Per-class error ``1 - correct / size`` of a ``(time, sample)`` block -> ``(time, class)``."""
-    n_samples = classes.size
-    onehot = sp.csr_array(
-        (np.ones(n_samples), (np.arange(n_samples), classes)), shape=(n_samples, n_classes)
-    )
-    right = np.asarray((onehot.T @ np.asarray(correct, dtype=np.float64).T).T)
-    sizes = np.bincount(classes, minlength=n_classes).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return 1.0 - right / sizes

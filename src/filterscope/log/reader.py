@@ -21,6 +21,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.storage import LocalStore
 
 from filterscope.errors import (
+    InvalidParameterError,
     LogFormatError,
 )
 from filterscope.log._zarrio import (
@@ -39,6 +40,10 @@ from filterscope.log.schema import (
 
 if TYPE_CHECKING:
     import xarray as xr
+
+#: Key under which :func:`open_log` records the log's directory, in both ``Dataset.encoding``
+#: and ``Dataset.attrs`` (see :func:`log_path`).
+PATH_KEY = "filterscope_path"
 
 
 # ------------------------------------------------------------------------- root metadata checks
@@ -424,8 +429,15 @@ def open_log(
         Damaged or missing chunk files raise it when their data is computed, and so does
         computing data after the log was replaced (``mode="w"``) since it was opened: open it
         again to read the new log.
-    ValueError
-        Unknown ``eval_set`` or ``group``.
+    filterscope.InvalidParameterError
+        Unknown ``eval_set`` or ``group`` (the message lists the valid ones); a
+        :class:`ValueError` too.
+
+    Notes
+    -----
+    The Dataset remembers its directory (``encoding`` and ``attrs["filterscope_path"]``), so
+    :func:`filterscope.index_of` and ``log.filterscope.index()`` reach the log's index; see
+    :func:`log_path`.
 
     Examples
     --------
@@ -475,19 +487,84 @@ def open_log(
 
     if group is not None:
         if group not in groups:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"the log at {root} has no group {group!r}; it has {groups or 'none'}"
                 + (" (no analysis has been recorded yet)" if group == "analysis" else "")
                 + "."
             )
-        return load(group)
+        return _tag(load(group), root)
     ds = load(None)
     if sets:
         name = sets[0] if eval_set is None else eval_set
         if name not in sets:
-            raise ValueError(f"the log at {root} has no evaluation set {name!r}; it has {sets}.")
+            raise InvalidParameterError(
+                f"the log at {root} has no evaluation set {name!r}; it has {sets}."
+            )
         ds = xr.merge([ds, load(f"{EVAL_GROUP}/{name}")], join="exact", combine_attrs="override")
         ds.attrs["eval_set"] = name
     elif eval_set is not None:
-        raise ValueError(f"the log at {root} has no evaluation sets; it was recorded without any.")
+        raise InvalidParameterError(
+            f"the log at {root} has no evaluation sets (it was recorded without any); leave "
+            "eval_set=None."
+        )
+    return _tag(ds, root)
+
+
+def _tag(ds: xr.Dataset, root: Path) -> xr.Dataset:
+    # Both places, because users reshape logs before handing them on: ``encoding`` is what
+    # xarray means for "where this came from" and never reaches a saved copy's metadata, but
+    # ``merge``, ``where`` and friends drop it; ``attrs`` survive those (and, by default,
+    # arithmetic and ``sel``/``isel``), so they are the fallback :func:`log_path` reads.
+    ds.encoding[PATH_KEY] = str(root)
+    ds.attrs[PATH_KEY] = str(root)
     return ds
+
+
+def log_path(log: xr.Dataset) -> Path | None:
+    """The directory of the log ``log`` was opened from, or None (e.g. an in-memory log).
+
+    :func:`open_log` records it in ``log.encoding["filterscope_path"]`` and
+    ``log.attrs["filterscope_path"]``. Selections (``sel``, ``isel``, ``log[[...]]``) and
+    arithmetic keep both; ``xr.merge`` and ``where`` drop the encoding but keep the attribute,
+    which is read when the encoding is gone. A Dataset built in memory has neither.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> log_path(xr.Dataset()) is None
+    True
+    >>> log_path(xr.Dataset(attrs={"filterscope_path": "/runs/demo"})).as_posix()
+    '/runs/demo'
+    """
+    value = log.encoding.get(PATH_KEY) or log.attrs.get(PATH_KEY)
+    return Path(value) if isinstance(value, str | os.PathLike) and str(value) else None
+
+
+def eval_set_names(log: xr.Dataset) -> list[str]:
+    """Names of the evaluation sets with a ``<set>_loss`` or ``<set>_error`` over ``snapshot``.
+
+    In the log's order: the sets of ``attrs["eval_sets"]`` (the recorder's order, the primary
+    set first), then any other set found among the variables, in variable order. The one
+    function views, plots and the report use to find the per-snapshot curves.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> log = xr.Dataset(
+    ...     {"test_loss": ("snapshot", np.ones(3)), "val_error": ("snapshot", np.ones(3)),
+    ...      "train_error": ("step", np.ones(9))},
+    ...     attrs={"eval_sets": ["val", "test"]},
+    ... )
+    >>> eval_set_names(log)
+    ['val', 'test']
+    """
+    import numpy as np
+
+    found: list[str] = []
+    for name, var in log.data_vars.items():
+        prefix, _, metric = str(name).rpartition("_")
+        if prefix and metric in ("loss", "error") and var.dims == ("snapshot",):
+            if prefix not in found:
+                found.append(prefix)
+    listed = [str(s) for s in np.atleast_1d(log.attrs.get("eval_sets", [])) if str(s) in found]
+    return listed + [s for s in found if s not in listed]

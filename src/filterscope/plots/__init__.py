@@ -1,9 +1,12 @@
 """Static Bokeh plots of a filterscope log and the offline HTML report.
 
-Owns the Bokeh versions of the widgets' charts (:mod:`~filterscope.plots.figures`), the few
-reductions they need (:mod:`~filterscope.plots.aggregates`) and :func:`write_report`, a single
-self-contained HTML file with BokehJS inlined (nothing is fetched when it opens). Reads logs and
-analysis results; must not write to a log, train, or import a widget.
+Owns the Bokeh versions of the widgets' charts (:mod:`~filterscope.plots.figures`) and
+:func:`write_report`, a single self-contained HTML file with BokehJS inlined (nothing is fetched
+when it opens). Every number drawn comes from :meth:`filterscope.index.Index.query` (through
+:func:`filterscope.index_of`, at the level that fits the figure's width),
+:mod:`filterscope.index.summaries` or :mod:`filterscope.dynamics`: plots compute no statistic
+and shrink no series themselves. Must not train, write to a log other than through the index,
+or import a widget.
 
 Examples
 --------

@@ -1,10 +1,14 @@
 """Bokeh figures of a filterscope log: the widgets' charts as static plots.
 
-Every figure takes the log Dataset (``filterscope.open_log``) and draws against the optimizer
-step on its x axis, so figures passed the same ``x_range`` pan and zoom together and figures
-passed the same ``crosshair`` span show one synchronised hover line (as in DeepTracker, ACM TIST
-2018). :func:`training_figures` builds the whole linked stack. Reductions live in
-:mod:`filterscope.plots.aggregates`; this module only draws.
+Every figure takes a log (opened with ``filterscope.open_log``, whose index
+:func:`filterscope.index_of` opens or builds) or an :class:`~filterscope.index.Index`, and draws
+what :meth:`Index.query`, :mod:`filterscope.index.summaries` and :mod:`filterscope.dynamics`
+return for a window at the level that fits the figure's width: the same call, hence the same
+numbers, as a widget showing that window. A long series is drawn as the mean of each bucket
+with its min-max envelope; nothing is thinned or reduced here. Figures draw against the
+optimizer step on their x axis, so figures passed the same ``x_range`` pan and zoom together and
+figures passed the same ``crosshair`` span show one synchronised hover line (as in DeepTracker,
+ACM TIST 2018). :func:`training_figures` builds the whole linked stack.
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ from bokeh.palettes import Category10_10, Cividis256, Viridis256
 from bokeh.plotting import figure
 from bokeh.transform import linear_cmap, log_cmap
 
-from filterscope.plots.aggregates import (
-    anomaly_counts,
+from filterscope.dynamics import anomaly_counts
+from filterscope.errors import LogFormatError
+from filterscope.index import Index, index_of
+from filterscope.index.summaries import (
     class_accuracy,
-    eval_set_names,
     layer_filter_mean,
-    mean_abs_per_parameter,
-    require,
+    layer_mean_abs,
+    lowest_accuracy_classes,
+    stat_layers,
 )
+from filterscope.log.reader import eval_set_names
 
 __all__ = [
     "ACCURACY_PALETTE",
@@ -51,9 +58,9 @@ __all__ = [
 WIDTH = 900
 LINE_HEIGHT = 200
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
-# A static page stays responsive with this many points per line and cells per heatmap row;
-# longer logs are drawn at every k-th step / snapshot (the widgets show everything).
-MAX_LINE_POINTS = 5000
+#: Buckets a line is drawn with: one per pixel of the figure's width, as a view asks for.
+LINE_COLUMNS = WIDTH
+#: Cells per heat-map row (at least 3 pixels each): the page stays responsive with many rows.
 MAX_COLUMNS = 300
 # Class heat lines beyond this many show only the classes with the lowest mean accuracy.
 MAX_CLASS_ROWS = 50
@@ -75,17 +82,38 @@ ACCURACY_PALETTE = _interpolate_palette(
 )
 
 
-def shared_axes(log: xr.Dataset) -> tuple[Range1d, Span]:
+LogOrIndex = xr.Dataset | Index
+
+
+def _index(log: LogOrIndex) -> Index:
+    """The index to draw from: ``log`` itself, or the index of a log opened from its path."""
+    return log if isinstance(log, Index) else index_of(log)
+
+
+def _require(idx: Index, *names: str) -> None:
+    missing = [n for n in names if n not in idx.specs]
+    if missing:
+        raise LogFormatError(
+            f"the log has no {', '.join(repr(m) for m in missing)} to draw; expected a "
+            "filterscope log (open it with filterscope.open_log). Its index holds: "
+            f"{', '.join(sorted(idx.specs)) or 'no variables'}."
+        )
+
+
+def shared_axes(log: LogOrIndex) -> tuple[Range1d, Span]:
     """An x range covering every step and snapshot of ``log``, and a vertical crosshair span.
 
     Pass both to each figure function to link pan/zoom and the hover line.
     """
-    steps = [np.asarray(log["step"].values)] if "step" in log.dims else []
-    if "snapshot_step" in log.coords:
-        edges = _cell_edges(np.asarray(log["snapshot_step"].values, dtype=float))
-        steps.append(edges)
-    values = np.concatenate([s.astype(float) for s in steps if s.size]) if steps else np.zeros(1)
-    start, end = float(values.min()), float(values.max())
+    ds = log.log if isinstance(log, Index) else log
+    ends: list[float] = []
+    if "step" in ds.dims and ds.sizes["step"]:
+        step = ds["step"].values
+        ends += [float(step[0]), float(step[-1])]
+    edges = _snapshot_edges(ds)
+    if edges.size:
+        ends += [float(edges[0]), float(edges[-1])]
+    start, end = (min(ends), max(ends)) if ends else (0.0, 1.0)
     if end <= start:
         end = start + 1.0
     return (
@@ -126,10 +154,6 @@ def _figure(
     return p
 
 
-def _thin(n: int, limit: int) -> np.ndarray:
-    return np.arange(0, n, max(1, -(-n // limit)))
-
-
 def _cell_edges(x: np.ndarray) -> np.ndarray:
     """Edges of cells centred on the (sorted) x positions: midpoints, extended at both ends."""
     if x.size == 0:
@@ -140,31 +164,83 @@ def _cell_edges(x: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
 
 
-def _step_line(p: figure, log: xr.Dataset, name: str, color: str, label: str, hover: list) -> None:
-    idx = _thin(log.sizes["step"], MAX_LINE_POINTS)
-    values = log[name].isel(step=idx)
-    source = ColumnDataSource(
-        {"x": log["step"].values[idx], "y": np.asarray(values.values, dtype=float)}
+def _snapshot_x(log: xr.Dataset) -> np.ndarray:
+    """Where each snapshot sits on the step axis: ``snapshot_step`` (else the labels)."""
+    for name in ("snapshot_step", "snapshot"):
+        if name in log.coords:
+            return np.asarray(log[name].values, dtype=float)
+    return np.zeros(0)
+
+
+def _snapshot_edges(log: xr.Dataset) -> np.ndarray:
+    return _cell_edges(_snapshot_x(log))
+
+
+def _bucket_extent(idx: Index, values: xr.DataArray, time: str) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right x (in steps) of every bucket of an index answer over ``time``: a
+    snapshot bucket spans its snapshots' cells, a step bucket its steps."""
+    first = np.asarray(values["bucket_start"].values)
+    last = np.asarray(values["bucket_stop"].values)
+    if time == "step":
+        return first.astype(float) - 0.5, last.astype(float) + 0.5
+    labels = idx.labels("snapshot")
+    edges = _snapshot_edges(idx.log)[: labels.size + 1]
+    return (
+        edges[np.searchsorted(labels, first)],
+        edges[np.searchsorted(labels, last) + 1],
     )
-    hover.append(p.line("x", "y", source=source, color=color, alpha=0.7, legend_label=label))
 
 
-def _snapshot_line(
-    p: figure, log: xr.Dataset, name: str, color: str, label: str, hover: list
-) -> None:
-    source = ColumnDataSource(
+def _line_source(idx: Index, answer: xr.DataArray) -> ColumnDataSource:
+    """One row per bucket: x at the bucket's centre, the mean, and the min-max envelope."""
+    time = str(answer.dims[1])
+    left, right = _bucket_extent(idx, answer, time)
+    x = answer["bucket_start"].values if answer.attrs["level"] == 0 and time == "step" else None
+    if time == "snapshot" and answer.attrs["level"] == 0:
+        x = _snapshot_x(idx.log)[np.searchsorted(idx.labels("snapshot"), answer[time])]
+    return ColumnDataSource(
         {
-            "x": log["snapshot_step"].values,
-            "y": np.asarray(log[name].values, dtype=float),
-            "snapshot": log["snapshot"].values,
+            "x": (left + right) / 2 if x is None else np.asarray(x),
+            "y": np.asarray(answer.sel(agg="mean").values, dtype=float),
+            "low": np.asarray(answer.sel(agg="min").values, dtype=float),
+            "high": np.asarray(answer.sel(agg="max").values, dtype=float),
+            time: np.asarray(answer["bucket_start"].values),
         }
     )
-    hover.append(p.line("x", "y", source=source, color=color, line_width=2, legend_label=label))
-    p.scatter("x", "y", source=source, color=color, size=4, legend_label=label)
+
+
+def _line(
+    p: figure,
+    idx: Index,
+    name: str,
+    color: str,
+    label: str,
+    hover: list,
+    *,
+    markers: bool = False,
+    columns: int = LINE_COLUMNS,
+) -> None:
+    answer = idx.query(name, columns=columns)
+    source = _line_source(idx, answer)
+    if answer.attrs["level"] > 0:  # buckets: show what each mean summarises
+        p.varea("x", "low", "high", source=source, color=color, alpha=0.2, legend_label=label)
+    hover.append(
+        p.line(
+            "x",
+            "y",
+            source=source,
+            color=color,
+            alpha=0.7 if not markers else 1.0,
+            line_width=2 if markers else 1,
+            legend_label=label,
+        )
+    )
+    if markers and answer.attrs["level"] == 0:
+        p.scatter("x", "y", source=source, color=color, size=4, legend_label=label)
 
 
 def _curves(
-    log: xr.Dataset,
+    idx: Index,
     kind: str,
     title: str,
     x_range: Range1d | None,
@@ -183,13 +259,14 @@ def _curves(
         y_axis_type=y_axis_type,
     )
     lines: list = []
-    if train_name in log:
-        _step_line(p, log, train_name, "#999999", "train (per step)", lines)
-    for i, name in enumerate(eval_set_names(log)):
+    if train_name in idx.specs and idx.specs[train_name].time == "step":
+        _line(p, idx, train_name, "#999999", "train (per step)", lines)
+    for i, name in enumerate(eval_set_names(idx.log)):
         # An eval set named "train" shares its error's name with the per-step train error.
-        if f"{name}_{kind}" in log and log[f"{name}_{kind}"].dims == ("snapshot",):
+        var = f"{name}_{kind}"
+        if var in idx.specs and idx.specs[var].time == "snapshot" and not idx.specs[var].dims:
             color = Category10_10[i % 10]
-            _snapshot_line(p, log, f"{name}_{kind}", color, f"{name} (per snapshot)", lines)
+            _line(p, idx, var, color, f"{name} (per snapshot)", lines, markers=True)
     p.add_tools(HoverTool(renderers=lines, tooltips=[("step", "@x"), (kind, "@y{0.0000}")]))
     p.legend.click_policy = "hide"
     p.legend.location = "top_right"
@@ -197,39 +274,53 @@ def _curves(
 
 
 def loss_figure(
-    log: xr.Dataset, *, x_range: Range1d | None = None, crosshair: Span | None = None
+    log: LogOrIndex, *, x_range: Range1d | None = None, crosshair: Span | None = None
 ) -> figure:
     """Train loss per step and every evaluation set's loss per snapshot, on a log scale.
 
     The log scale keeps the overfitting gap readable: the training loss falls by orders of
-    magnitude while the validation loss turns upward.
+    magnitude while the validation loss turns upward. Series longer than the figure is wide
+    are drawn as bucket means with their min-max envelope, at the index level a view of the
+    same width would ask for.
+
+    Parameters
+    ----------
+    log : xarray.Dataset or Index
+        A log from :func:`filterscope.open_log` (its index is opened, or built on first use,
+        with :func:`filterscope.index_of`), or an index (e.g. from
+        :func:`filterscope.index.build_index` for a log built in memory).
+    x_range, crosshair : optional
+        Shared range and span from :func:`shared_axes`.
 
     Examples
     --------
     >>> from filterscope.plots import loss_figure
     >>> # loss_figure(fs.open_log("runs/demo")) returns a bokeh figure
     """
-    require(log, "loss")
-    return _curves(log, "loss", "Loss", x_range, crosshair, y_axis_type="log")
+    idx = _index(log)
+    _require(idx, "loss")
+    return _curves(idx, "loss", "Loss", x_range, crosshair, y_axis_type="log")
 
 
 def error_figure(
-    log: xr.Dataset, *, x_range: Range1d | None = None, crosshair: Span | None = None
+    log: LogOrIndex, *, x_range: Range1d | None = None, crosshair: Span | None = None
 ) -> figure:
-    """Train error per step and every evaluation set's error per snapshot."""
-    return _curves(log, "error", "Error rate", x_range, crosshair, DataRange1d(start=0))
+    """Train error per step and every evaluation set's error per snapshot (see
+    :func:`loss_figure` for ``log``)."""
+    return _curves(_index(log), "error", "Error rate", x_range, crosshair, DataRange1d(start=0))
 
 
 def lr_figure(
-    log: xr.Dataset, *, x_range: Range1d | None = None, crosshair: Span | None = None
+    log: LogOrIndex, *, x_range: Range1d | None = None, crosshair: Span | None = None
 ) -> figure:
-    """Learning rate per step."""
-    require(log, "lr")
+    """Learning rate per step (see :func:`loss_figure` for ``log``)."""
+    idx = _index(log)
+    _require(idx, "lr")
     p = _figure(
         "Learning rate", x_range, crosshair, 140, y_axis_label="lr", y_range=DataRange1d(start=0)
     )
     lines: list = []
-    _step_line(p, log, "lr", Category10_10[3], "lr", lines)
+    _line(p, idx, "lr", Category10_10[3], "lr", lines)
     p.legend.visible = False
     p.add_tools(HoverTool(renderers=lines, tooltips=[("step", "@x"), ("lr", "@y{0.000000}")]))
     return p
@@ -237,7 +328,7 @@ def lr_figure(
 
 def heatmap_figure(
     values: xr.DataArray,
-    log: xr.Dataset,
+    log: LogOrIndex,
     *,
     title: str,
     row_labels: Sequence[str],
@@ -248,18 +339,20 @@ def heatmap_figure(
     x_range: Range1d | None = None,
     crosshair: Span | None = None,
 ) -> figure:
-    """Draw a ``(row, snapshot)`` array as one coloured cell per row and snapshot.
+    """Draw a ``(row, snapshot)`` index answer as one coloured cell per row and bucket.
 
-    Cells are centred on ``snapshot_step`` and as wide as the gap to the neighbouring
-    snapshots; rows run top to bottom in ``row_labels`` order. Values that are NaN (or not
-    positive with ``log_scale``) are drawn grey.
+    A cell spans the snapshots of its bucket (``bucket_start`` to ``bucket_stop``), each
+    snapshot's cell centred on its ``snapshot_step`` and as wide as the gaps to its neighbours;
+    rows run top to bottom in ``row_labels`` order. Values that are NaN (or not positive with
+    ``log_scale``) are drawn grey.
 
     Parameters
     ----------
     values : xarray.DataArray
-        Two-dimensional, ``snapshot`` last.
-    log : xarray.Dataset
-        The log, for ``snapshot_step``.
+        ``(row, snapshot)`` with ``bucket_start`` / ``bucket_stop`` on ``snapshot``: one
+        aggregate of :meth:`Index.query` (e.g. ``.sel(agg="mean")``), transposed.
+    log : xarray.Dataset or Index
+        The log or its index, for ``snapshot_step``.
     title : str
         Figure title.
     row_labels : sequence of str
@@ -273,18 +366,17 @@ def heatmap_figure(
     x_range, crosshair : optional
         Shared range and span from :func:`shared_axes`.
     """
-    s_idx = _thin(values.sizes["snapshot"], MAX_COLUMNS)
-    data = np.asarray(values.isel(snapshot=s_idx).values, dtype=float)
-    steps = np.asarray(log["snapshot_step"].values, dtype=float)[s_idx]
-    edges = _cell_edges(steps)
+    idx = _index(log)
+    data = np.asarray(values.values, dtype=float)
+    left, right = _bucket_extent(idx, values, "snapshot")
     n_rows, n_cols = data.shape
     labels = [str(r) for r in row_labels]
     source = ColumnDataSource(
         {
-            "x": np.tile(steps, n_rows),
-            "w": np.tile(np.diff(edges), n_rows) if n_cols else np.zeros(0),
+            "x": np.tile((left + right) / 2, n_rows),
+            "w": np.tile(right - left, n_rows),
             "row": np.repeat(labels, n_cols).tolist(),
-            "snapshot": np.tile(np.asarray(log["snapshot"].values)[s_idx], n_rows),
+            "snapshot": np.tile(np.asarray(values["bucket_start"].values), n_rows),
             "value": data.ravel(),
         }
     )
@@ -320,18 +412,8 @@ def heatmap_figure(
     return p
 
 
-def _stat_rows(log: xr.Dataset, values: xr.DataArray) -> tuple[xr.DataArray, list[str]]:
-    """Keep the layers that have statistics (batch norm is listed but skipped)."""
-    if "layer_has_stats" in log.coords:
-        keep = np.asarray(log["layer_has_stats"].values, dtype=bool)
-        values = values.isel(layer=np.flatnonzero(keep))
-    names = log["layer_name"].sel(layer=values["layer"]).values if "layer_name" in log else None
-    labels = [str(n) for n in names] if names is not None else [str(i) for i in values["layer"]]
-    return values, labels
-
-
 def gradient_figure(
-    log: xr.Dataset,
+    log: LogOrIndex,
     *,
     variable: str = "grad_stat",
     x_range: Range1d | None = None,
@@ -339,15 +421,18 @@ def gradient_figure(
 ) -> figure:
     """Heatmap, layers × snapshots, of the mean absolute gradient (or weight) per parameter.
 
-    DeepTracker's default layer chart; log colour scale.
+    DeepTracker's default layer chart; log colour scale. Values from
+    :func:`filterscope.index.summaries.layer_mean_abs`.
     """
-    values, labels = _stat_rows(log, mean_abs_per_parameter(log, variable))
+    idx = _index(log)
+    _require(idx, variable)
+    mean_abs = layer_mean_abs(idx, variable, columns=MAX_COLUMNS).sel(agg="mean")
     what = "gradient" if variable == "grad_stat" else "weight"
     return heatmap_figure(
-        values,
-        log,
+        mean_abs.transpose("layer", "snapshot"),
+        idx,
         title=f"Mean |{what}| per parameter",
-        row_labels=labels,
+        row_labels=[str(n) for n in mean_abs["layer_name"].values],
         log_scale=True,
         x_range=x_range,
         crosshair=crosshair,
@@ -355,22 +440,29 @@ def gradient_figure(
 
 
 def change_ratio_figure(
-    log: xr.Dataset,
+    log: LogOrIndex,
     threshold: float = 0.01,
     *,
     x_range: Range1d | None = None,
     crosshair: Span | None = None,
 ) -> figure:
-    """Heatmap, layers × snapshots, of the fraction of weights with ``|g / w| ≤ threshold``."""
-    require(log, "change_ratio")
-    values = log["change_ratio"].sel(threshold=threshold, method="nearest")
-    t = float(values["threshold"])
-    values, labels = _stat_rows(log, values.transpose("layer", "snapshot").compute())
+    """Heatmap, layers × snapshots, of the fraction of weights with ``|g / w| ≤ threshold``.
+
+    The recorded threshold nearest to ``threshold`` is drawn.
+    """
+    idx = _index(log)
+    _require(idx, "change_ratio")
+    t = idx.log["threshold"].sel(threshold=threshold, method="nearest").values.item()
+    layers = stat_layers(idx)
+    ratio = idx.query(
+        "change_ratio", columns=MAX_COLUMNS, rows={"layer": layers.values, "threshold": t}
+    ).sel(agg="mean")
+    names = idx.log["layer_name"].sel(layer=layers.values).values
     return heatmap_figure(
-        values,
-        log,
+        ratio.transpose("layer", "snapshot"),
+        idx,
         title=f"Change ratio: fraction of weights with |g/w| ≤ {t:g}",
-        row_labels=labels,
+        row_labels=[str(n) for n in names],
         palette=Cividis256,
         low=0.0,
         high=1.0,
@@ -380,18 +472,21 @@ def change_ratio_figure(
 
 
 def filter_cosine_figure(
-    log: xr.Dataset, *, x_range: Range1d | None = None, crosshair: Span | None = None
+    log: LogOrIndex, *, x_range: Range1d | None = None, crosshair: Span | None = None
 ) -> figure:
     """Heatmap, layers × snapshots, of the mean cosine between each filter and its previous value.
 
-    Dark cells are layers whose filters turned the most since the previous snapshot.
+    Dark cells are layers whose filters turned the most since the previous snapshot. Values
+    from :func:`filterscope.index.summaries.layer_filter_mean`.
     """
-    values, labels = _stat_rows(log, layer_filter_mean(log, "filter_cosine"))
+    idx = _index(log)
+    _require(idx, "filter_cosine")
+    cosine = layer_filter_mean(idx, "filter_cosine", columns=MAX_COLUMNS).sel(agg="mean")
     return heatmap_figure(
-        values,
-        log,
+        cosine.transpose("layer", "snapshot"),
+        idx,
         title="Filter cosine similarity to the previous snapshot (layer mean)",
-        row_labels=labels,
+        row_labels=[str(n) for n in cosine["layer_name"].values],
         palette=Viridis256,
         high=1.0,
         x_range=x_range,
@@ -400,27 +495,29 @@ def filter_cosine_figure(
 
 
 def class_accuracy_figure(
-    log: xr.Dataset, *, x_range: Range1d | None = None, crosshair: Span | None = None
+    log: LogOrIndex, *, x_range: Range1d | None = None, crosshair: Span | None = None
 ) -> figure:
     """One heat line per class: the primary evaluation set's class accuracy at every snapshot.
 
     With more than :data:`MAX_CLASS_ROWS` classes only that many are drawn: those with the
-    lowest mean accuracy over the run, in class order.
+    lowest mean accuracy over the run (the index's coarsest level), in class order.
     """
-    acc = class_accuracy(log)
+    idx = _index(log)
+    _require(idx, "class_error")
     title = "Class accuracy (primary evaluation set)"
-    n_classes = acc.sizes["class"]
-    if n_classes > MAX_CLASS_ROWS:
-        worst = np.argsort(np.nan_to_num(acc.mean("snapshot").values, nan=np.inf), kind="stable")
-        acc = acc.isel({"class": np.sort(worst[:MAX_CLASS_ROWS])})
-        title += f": the {MAX_CLASS_ROWS} of {n_classes} classes with the lowest mean accuracy"
-    if "class_name" in log.coords:
-        labels = [str(n) for n in log["class_name"].sel({"class": acc["class"]}).values]
+    classes = idx.labels("class")
+    wanted = None
+    if classes.size > MAX_CLASS_ROWS:
+        wanted = lowest_accuracy_classes(idx, MAX_CLASS_ROWS)
+        title += f": the {MAX_CLASS_ROWS} of {classes.size} classes with the lowest mean accuracy"
+    acc = class_accuracy(idx, columns=MAX_COLUMNS, class_=wanted).sel(agg="mean")
+    if "class_name" in acc.coords:
+        labels = [str(n) for n in acc["class_name"].values]
     else:
         labels = [str(c) for c in acc["class"].values]
     return heatmap_figure(
-        acc,
-        log,
+        acc.transpose("class", "snapshot"),
+        idx,
         title=title,
         row_labels=labels,
         palette=ACCURACY_PALETTE,
@@ -434,7 +531,11 @@ def class_accuracy_figure(
 def anomaly_count_figure(
     analysis: xr.Dataset, *, x_range: Range1d | None = None, crosshair: Span | None = None
 ) -> figure:
-    """Number of anomaly filters at each analysed snapshot (hypothesis H1, arXiv 2412.10457)."""
+    """Number of anomaly filters at each analysed snapshot (hypothesis H1, arXiv 2412.10457).
+
+    Counts from :func:`filterscope.dynamics.anomaly_counts`; analysed snapshots are few (one
+    every ``analyze_every``), so every one is drawn.
+    """
     counts = anomaly_counts(analysis)
     x = (
         analysis["analysis_step"].values
@@ -456,15 +557,16 @@ def anomaly_count_figure(
     return p
 
 
-def training_figures(log: xr.Dataset, analysis: xr.Dataset | None = None) -> LayoutDOM:
+def training_figures(log: LogOrIndex, analysis: xr.Dataset | None = None) -> LayoutDOM:
     """Every figure the log supports, stacked, with linked x ranges and one hover line.
 
     Figures whose variables the log lacks are left out, so partial logs still plot.
 
     Parameters
     ----------
-    log : xarray.Dataset
-        A filterscope log.
+    log : xarray.Dataset or Index
+        A log opened from its path (its index is opened or built with
+        :func:`filterscope.index_of`), or an index.
     analysis : xarray.Dataset, optional
         The log's analysis group (``open_log(path, group="analysis")``); adds the anomaly-filter
         count per analysed snapshot.
@@ -474,22 +576,24 @@ def training_figures(log: xr.Dataset, analysis: xr.Dataset | None = None) -> Lay
     bokeh.models.LayoutDOM
         A column of figures.
     """
-    x_range, crosshair = shared_axes(log)
+    idx = _index(log)
+    x_range, crosshair = shared_axes(idx)
+    has = set(idx.specs)
     figures = []
-    if "loss" in log:
-        figures.append(loss_figure(log, x_range=x_range, crosshair=crosshair))
-    if "train_error" in log or any(f"{s}_error" in log for s in eval_set_names(log)):
-        figures.append(error_figure(log, x_range=x_range, crosshair=crosshair))
-    if "lr" in log:
-        figures.append(lr_figure(log, x_range=x_range, crosshair=crosshair))
-    if "correct" in log and "label" in log.coords:
-        figures.append(class_accuracy_figure(log, x_range=x_range, crosshair=crosshair))
-    if "grad_stat" in log:
-        figures.append(gradient_figure(log, x_range=x_range, crosshair=crosshair))
-    if "change_ratio" in log:
-        figures.append(change_ratio_figure(log, x_range=x_range, crosshair=crosshair))
-    if "filter_cosine" in log:
-        figures.append(filter_cosine_figure(log, x_range=x_range, crosshair=crosshair))
+    if "loss" in has:
+        figures.append(loss_figure(idx, x_range=x_range, crosshair=crosshair))
+    if "train_error" in has or any(f"{s}_error" in has for s in eval_set_names(idx.log)):
+        figures.append(error_figure(idx, x_range=x_range, crosshair=crosshair))
+    if "lr" in has:
+        figures.append(lr_figure(idx, x_range=x_range, crosshair=crosshair))
+    if "class_error" in has:
+        figures.append(class_accuracy_figure(idx, x_range=x_range, crosshair=crosshair))
+    if "grad_stat" in has and "node_grad_stat" in has:
+        figures.append(gradient_figure(idx, x_range=x_range, crosshair=crosshair))
+    if "change_ratio" in has:
+        figures.append(change_ratio_figure(idx, x_range=x_range, crosshair=crosshair))
+    if "filter_cosine" in has:
+        figures.append(filter_cosine_figure(idx, x_range=x_range, crosshair=crosshair))
     if analysis is not None and "anomaly" in analysis:
         figures.append(anomaly_count_figure(analysis, x_range=x_range, crosshair=crosshair))
     return column(*figures)

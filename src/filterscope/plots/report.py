@@ -19,8 +19,10 @@ from bokeh.models.widgets.markups import Div
 from bokeh.models.widgets.tables import DataTable, TableColumn
 from bokeh.resources import INLINE
 
-from filterscope.errors import InvalidDataError
-from filterscope.plots.aggregates import eval_set_names
+from filterscope.errors import InvalidDataError, InvalidParameterError
+from filterscope.index import Index, index_of
+from filterscope.index.summaries import best_value, last_value
+from filterscope.log.reader import eval_set_names, log_path
 from filterscope.plots.figures import WIDTH, training_figures
 
 __all__ = ["store_size", "summary", "write_report"]
@@ -50,30 +52,36 @@ def store_size(path: str | os.PathLike[str]) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-def _final(log: xr.Dataset, name: str) -> float:
-    values = np.asarray(log[name].values, dtype=float)
-    finite = values[np.isfinite(values)]
-    return float(finite[-1]) if finite.size else float("nan")
+def summary(log: xr.Dataset | Index) -> dict[str, Any]:
+    """Headline numbers of a log: sizes, the last value of every loss and error curve and the
+    best error of every evaluation set, read from its index.
 
-
-def summary(log: xr.Dataset) -> dict[str, Any]:
-    """Headline numbers of a log: sizes and the last value of every loss and error curve.
+    Parameters
+    ----------
+    log : xarray.Dataset or Index
+        A log opened from its path (its index comes from :func:`filterscope.index_of`), or an
+        index.
 
     Examples
     --------
+    >>> import tempfile
     >>> import numpy as np, xarray as xr
+    >>> from filterscope.index import build_index
     >>> from filterscope.plots.report import summary
     >>> log = xr.Dataset(
     ...     {"loss": ("step", [2.0, 1.0]), "val_error": ("snapshot", [0.5, 0.25])},
     ...     coords={"step": [0, 1], "snapshot": [0, 1]},
     ... )
-    >>> summary(log)["final val error"]
-    0.25
+    >>> numbers = summary(build_index(log, tempfile.mkdtemp() + "/index.zarr"))
+    >>> numbers["final val error"], numbers["best val error"]
+    (0.25, '0.2500 at snapshot 1')
     """
+    idx = log if isinstance(log, Index) else index_of(log)
+    ds = idx.log
     out: dict[str, Any] = {}
     for attr, label in (("model", "model"), ("n_parameters", "weights in measured layers")):
-        if attr in log.attrs:
-            out[label] = log.attrs[attr]
+        if attr in ds.attrs:
+            out[label] = ds.attrs[attr]
     for key, label in (
         ("step", "steps"),
         ("snapshot", "snapshots"),
@@ -81,30 +89,29 @@ def summary(log: xr.Dataset) -> dict[str, Any]:
         ("class", "classes"),
         ("filter", "filters"),
     ):
-        if key in log.sizes:
-            out[label] = int(log.sizes[key])
-    if "layer" in log.sizes:
-        out["layers"] = int(log.sizes["layer"])
-    if "step_epoch" in log.coords and log.sizes.get("step", 0):
-        out["epochs"] = int(np.nanmax(np.asarray(log["step_epoch"].values, dtype=float))) + 1
+        if key in ds.sizes:
+            out[label] = int(ds.sizes[key])
+    if "layer" in ds.sizes:
+        out["layers"] = int(ds.sizes["layer"])
+    if "step_epoch" in ds.coords and ds.sizes.get("step", 0):
+        out["epochs"] = int(ds["step_epoch"].values[-1]) + 1  # epochs count up from 0
     for name in ("loss", "train_error"):
-        if name in log and log.sizes.get("step", 0):
-            out[f"final {name.replace('_', ' ')} (step)"] = _final(log, name)
-    for s in eval_set_names(log):
+        if name in idx.specs and idx.specs[name].time == "step" and ds.sizes.get("step", 0):
+            out[f"final {name.replace('_', ' ')} (step)"] = last_value(idx, name)
+    if not ds.sizes.get("snapshot", 0):
+        return out
+    for s in eval_set_names(ds):
         per_snapshot = [
             f"{s}_{kind}"
             for kind in ("loss", "error")
-            if f"{s}_{kind}" in log and log[f"{s}_{kind}"].dims == ("snapshot",)
+            if f"{s}_{kind}" in idx.specs and idx.specs[f"{s}_{kind}"].time == "snapshot"
         ]
-        if not log.sizes.get("snapshot", 0):
-            continue
         for name in per_snapshot:
-            out[f"final {name.replace('_', ' ')}"] = _final(log, name)
+            out[f"final {name.replace('_', ' ')}"] = last_value(idx, name)
         if f"{s}_error" in per_snapshot:
-            errors = np.asarray(log[f"{s}_error"].values, dtype=float)
-            if np.isfinite(errors).any():
-                best = int(np.nanargmin(errors))
-                out[f"best {s} error"] = f"{errors[best]:.4f} at snapshot {best}"
+            best, at = best_value(idx, f"{s}_error")
+            if at is not None:
+                out[f"best {s} error"] = f"{best:.4f} at snapshot {at}"
     return out
 
 
@@ -170,7 +177,7 @@ def _format(value: Any) -> str:
 
 
 def write_report(
-    log: xr.Dataset | str | os.PathLike[str],
+    log: xr.Dataset | Index | str | os.PathLike[str],
     path: str | os.PathLike[str],
     anomalies: Any = None,
     title: str = "filterscope report",
@@ -183,9 +190,11 @@ def write_report(
 
     Parameters
     ----------
-    log : xarray.Dataset or path
-        A log from :func:`filterscope.open_log`, or the store's path (then the store size is
-        reported and its analysis group, if any, is plotted).
+    log : xarray.Dataset, Index or path
+        A log from :func:`filterscope.open_log` or the store's path (then the store size is
+        reported and its analysis group, if any, is plotted); its index is opened, or built on
+        first use, with :func:`filterscope.index_of`. For a log built in memory pass its index
+        (:func:`filterscope.index.build_index`).
     path : path
         Where to write the HTML file (parent folders are created).
     anomalies : AnalysisResult or pandas.DataFrame, optional
@@ -214,22 +223,28 @@ def write_report(
     numbers: dict[str, Any] = {}
     if isinstance(log, str | os.PathLike):
         source = os.fspath(log)
-        log_ds = fs.open_log(source)
-        if analysis is None:
-            analysis = _analysis_group(source, log_ds)
+        idx = index_of(fs.open_log(source))
     elif isinstance(log, xr.Dataset):
-        log_ds = log
+        idx = index_of(log)
+        found = log_path(log)
+        source = None if found is None else str(found)
+    elif isinstance(log, Index):
+        idx = log
+        found = log_path(idx.log)
+        source = None if found is None else str(found)
     else:
-        raise InvalidDataError(
-            f"log must be an xarray.Dataset from filterscope.open_log or a log path, got "
-            f"{type(log).__name__}."
+        raise InvalidParameterError(
+            f"log must be an xarray.Dataset from filterscope.open_log, its Index or a log path, "
+            f"got {type(log).__name__}."
         )
-    numbers.update(summary(log_ds))
+    if analysis is None and source is not None:
+        analysis = _analysis_group(source, idx.log)
+    numbers.update(summary(idx))
     if source is not None:
         numbers["store size on disk"] = f"{store_size(source) / 1e6:.2f} MB"
     parts: list[LayoutDOM] = [
         _summary_div(title, numbers, source),
-        training_figures(log_ds, analysis),
+        training_figures(idx, analysis),
     ]
     if table is not None:
         total = len(getattr(anomalies, "table", anomalies))
