@@ -25,7 +25,7 @@ export HF_HUB_OFFLINE := 1
 NUMERICS_CAPABILITIES := default avx2
 
 help:
-	@echo "make demo           train LeNet-5 on digits, record runs/demo, find anomaly filters, write runs/demo/report.html"
+	@echo "make demo           train LeNet-5 on digits, record runs/demo/log, find anomaly filters, write runs/demo/report.html"
 	@echo "make test           every test below once (lint, test-js, test-py, test-numerics)"
 	@echo "  make lint         ruff format --check, ruff check, mypy on src/"
 	@echo "  make test-js      TypeScript typecheck, Biome, vitest"

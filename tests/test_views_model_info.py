@@ -19,11 +19,16 @@ from e2e.tiny_run import record_tiny_run
 from ipywidgets.widgets.widget import _put_buffers, _remove_buffers
 
 import filterscope as fs
-from filterscope.errors import InvalidDataError, InvalidSelectionError, LogFormatError
+from filterscope.errors import (
+    InvalidDataError,
+    InvalidParameterError,
+    InvalidSelectionError,
+    LogFormatError,
+)
 from filterscope.views import ModelInfo, Selection
 from filterscope.views._base import ViewWidget
 from filterscope.views._serialization import from_json
-from filterscope.views.model_info import _series
+from filterscope.views.model_info import _Charts
 
 # One worker runs this module, and the session-scoped fixture trains and records the run once
 # on it, whatever order the worker runs the tests in.
@@ -74,6 +79,18 @@ def page(monkeypatch) -> None:
     monkeypatch.setattr(comm, "create_comm", lambda **kwargs: Page(**kwargs))
 
 
+def in_memory(log: xr.Dataset) -> xr.Dataset:
+    """``log`` as if made in memory: no path, so views index its own (changed) values."""
+    out = log.copy()
+    out.attrs.pop("filterscope_path", None)
+    out.encoding = {k: v for k, v in out.encoding.items() if k != "filterscope_path"}
+    return out
+
+
+def _series(log: xr.Dataset, max_points: int = 2000) -> dict:
+    return _Charts(log, max_points).overview()
+
+
 def lines_of(series: dict, key: str) -> dict[str, dict]:
     (chart,) = [c for c in series["charts"] if c["key"] == key]
     return {line["name"]: line for line in chart["lines"]}
@@ -84,7 +101,7 @@ def test_public_name_and_accessor_give_the_same_view(log):
     via_accessor = log.filterscope.model_info(max_points=50)
     assert isinstance(via_accessor, ModelInfo)
     np.testing.assert_array_equal(
-        lines_of(via_accessor.series, "loss")["train"]["lo"],
+        lines_of(via_accessor.series, "loss")["train"]["lo"],  # buckets at max_points=50
         lines_of(_series(log, 50), "loss")["train"]["lo"],
     )
     # The accessor keeps no widget state: each call is a new, independent view.
@@ -131,9 +148,9 @@ def test_epochs_start_where_step_epoch_changes(log):
     )
 
 
-def reference_envelope(steps, values, max_points):
-    """Literal loop: buckets of ceil(n / max_points) steps, NaN-ignoring min and max."""
-    size = math.ceil(len(steps) / max_points)
+def reference_buckets(steps, values, level):
+    """Literal loop: buckets of 2**level consecutive steps, NaN-ignoring min and max."""
+    size = 2**level
     x, lo, hi = [], [], []
     for start in range(0, len(steps), size):
         bucket = [v for v in values[start : start + size] if not math.isnan(v)]
@@ -144,18 +161,45 @@ def reference_envelope(steps, values, max_points):
 
 
 @pytest.mark.parametrize("max_points", [2, 7, 40, 159])
-def test_long_series_become_exact_min_max_envelopes(log, max_points):
+def test_long_series_come_from_the_index_as_exact_min_max_buckets(log, max_points):
     loss = log.loss.values.astype(np.float64)
     loss[10:12] = np.nan  # a bucket with some gaps
     loss[-40:] = np.nan  # whole buckets of gaps at the end
-    series = _series(log.assign(loss=("step", loss)), max_points)
+    series = _series(in_memory(log.assign(loss=("step", loss))), max_points)
     train = lines_of(series, "loss")["train"]
     assert "y" not in train
-    x, lo, hi = reference_envelope(log.step.values, loss, max_points)
     assert len(train["x"]) <= max_points
+    x, lo, hi = reference_buckets(log.step.values, loss, train["level"])
     np.testing.assert_array_equal(train["x"], x)
-    np.testing.assert_array_equal(train["lo"], lo)
-    np.testing.assert_array_equal(train["hi"], hi)
+    np.testing.assert_array_equal(train["lo"], lo.astype(np.float32))
+    np.testing.assert_array_equal(train["hi"], hi.astype(np.float32))
+
+
+def window_request(view, start, stop, rid=1):
+    return view.handle_request(
+        {"type": "request", "id": rid, "method": "window", "params": {"start": start, "stop": stop}}
+    )
+
+
+def test_a_zoomed_window_is_answered_with_raw_values(log):
+    view = ModelInfo(log, max_points=20)
+    assert lines_of(view.series, "loss")["train"]["level"] > 0
+    response = window_request(view, 30, 45, rid=7)
+    assert response["id"] == 7 and "error" not in response
+    assert response["result"]["window"] == [30, 45]
+    charts = {
+        c["key"]: {line["name"]: line for line in c["lines"]} for c in response["result"]["charts"]
+    }
+    train = charts["loss"]["train"]
+    assert train["level"] == 0
+    # From the step at or before the start to one past the stop: the line reaches both edges.
+    np.testing.assert_array_equal(train["x"], np.arange(30, 47))
+    np.testing.assert_array_equal(train["y"], log.loss.values[30:47])
+    val = charts["loss"]["val"]
+    snaps = log.snapshot_step.values
+    inside = (snaps >= 30) & (snaps <= 50)
+    np.testing.assert_array_equal(val["x"], snaps[inside])
+    np.testing.assert_array_equal(val["y"], log.val_loss.values[inside])
 
 
 def test_eval_sets_follow_the_logs_eval_sets_attribute(log):
@@ -213,7 +257,12 @@ def test_the_bundle_renders_every_python_view_by_name():
     if node is None:
         pytest.skip("needs node, which `make js` also needs, to load the browser bundle")
     bundle = Path(fs.__file__).parent / "static" / "widget.js"
-    views = sorted(cls.class_traits()["_view"].default_value for cls in ViewWidget.__subclasses__())
+    # filterscope's own views (test modules define small views of their own).
+    views = sorted(
+        cls.class_traits()["_view"].default_value
+        for cls in ViewWidget.__subclasses__()
+        if cls.__module__.startswith("filterscope.")
+    )
     assert "model_info" in views
     asked = [*views, "no_such_view"]
     done = subprocess.run(
@@ -324,6 +373,7 @@ def test_a_good_update_from_the_page_is_kept_and_not_sent_back(log, page):
         {"_esm": "export default {}"},
         {"_model_name": "OtherModel"},
         {"tooltip": "hi"},
+        {"link_id": "another-selection"},
     ],
     ids=repr,
 )
@@ -367,8 +417,8 @@ def test_the_kernel_still_sets_what_it_owns_and_the_page_gets_it(log, page):
 def test_a_page_pick_another_linked_view_refuses_is_undone_everywhere(log, page, caplog):
     # Two runs of different lengths: a step of the long one is outside the short one.
     sel = Selection()
-    long_view = ModelInfo(log, sel)
-    short_view = ModelInfo(log.isel(step=slice(0, 50), snapshot=slice(0, 3)), sel)
+    long_view = ModelInfo(log, selection=sel)
+    short_view = ModelInfo(log.isel(step=slice(0, 50), snapshot=slice(0, 3)), selection=sel)
     kept = int(log.snapshot_step[1])
     sel.picked_steps = [kept]
     late = int(log.snapshot_step[-1])
@@ -383,7 +433,7 @@ def test_a_page_pick_another_linked_view_refuses_is_undone_everywhere(log, page,
 
 def test_views_sharing_a_selection_are_linked(log):
     sel = Selection()
-    a, b = ModelInfo(log, sel), ModelInfo(log, selection=sel)
+    a, b = ModelInfo(log, selection=sel), ModelInfo(log, selection=sel)
     step = int(log.snapshot_step[5])
     a.picked_steps = [step]
     assert b.picked_steps == [step] == sel.picked_steps
@@ -421,9 +471,9 @@ def test_bad_logs_get_clear_errors(log, make, error, match):
 
 
 def test_bad_arguments_get_clear_errors(log):
-    with pytest.raises(InvalidDataError, match="Selection"):
+    with pytest.raises(InvalidParameterError, match="Selection"):
         ModelInfo(log, selection={"picked_steps": []})
-    with pytest.raises(InvalidDataError, match="max_points"):
+    with pytest.raises(InvalidParameterError, match="max_points"):
         ModelInfo(log, max_points=1)
     with pytest.raises(InvalidSelectionError, match="0 <= start < stop"):
         ModelInfo(log).time_window = (50, 10)

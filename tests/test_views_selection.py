@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import traitlets
+import xarray as xr
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,12 +35,17 @@ def test_selection_errors_are_parameter_errors_and_trait_errors():
 
 @pytest.mark.parametrize(
     ("name", "bad"),
-    [("picked_steps", [4, -1]), ("time_window", (9, 2)), ("filter", -1), ("sample", -3)],
+    [
+        ("picked_steps", [4, -1]),
+        ("time_window", (9, 2)),
+        ("filter_index", -1),
+        ("sample_index", -3),
+    ],
 )
 def test_a_refused_value_set_under_held_notifications_is_rolled_back(name, bad):
     # ipywidgets applies the page's updates under hold_trait_notifications, where traitlets
     # validates on leaving and puts values back only when the validator raised a TraitError.
-    sel = Selection(picked_steps=[5], time_window=(0, 10), filter=2, sample=1)
+    sel = Selection(picked_steps=[5], time_window=(0, 10), filter_index=2, sample_index=1)
     before = getattr(sel, name)
     seen = []
     sel.observe(seen.append, name)
@@ -129,14 +136,39 @@ def test_time_window_accepts_lists_from_the_browser_and_none():
     assert sel.time_window is None
 
 
-@pytest.mark.parametrize("name", ["filter", "class_", "sample"])
-def test_indices_are_non_negative_or_none(name):
+@pytest.mark.parametrize("name", ["filter_index", "sample_index"])
+def test_positions_are_non_negative_or_none(name):
     sel = Selection(**{name: 3})
     assert getattr(sel, name) == 3
     setattr(sel, name, None)
     assert getattr(sel, name) is None
     with pytest.raises(InvalidSelectionError, match=name):
         setattr(sel, name, -2)
+
+
+def test_labels_and_positions_become_isel_positions():
+    log = xr.Dataset(
+        coords={
+            "layer_name": ("layer", ["conv1", "conv2", "fc"]),
+            "class": [3, 5, 7],
+            "filter": np.arange(10),
+            "sample": np.arange(4),
+        }
+    )
+    sel = Selection(layer="fc", class_=5, filter_index=9, sample_index=0)
+    assert sel.isel(log) == {"layer": 2, "class": 1, "filter": 9, "sample": 0}
+    assert Selection().isel(log) == {}
+    with pytest.raises(InvalidSelectionError, match="'nope' is not in this log"):
+        Selection(layer="nope").isel(log)
+    with pytest.raises(InvalidSelectionError, match="beyond this log's 4 samples"):
+        Selection(sample_index=4).isel(log)
+
+
+def test_link_id_is_fixed_and_distinct():
+    a, b = Selection(), Selection()
+    assert a.link_id != b.link_id and len(a.link_id) == 32
+    with pytest.raises(traitlets.TraitError, match="read-only"):
+        a.link_id = "x"
 
 
 def test_observers_see_changes_and_repr_shows_what_is_set():

@@ -141,3 +141,31 @@ describe("LineChart", () => {
     expect(c.root.querySelector("line.fs-hover")).toBeNull();
   });
 });
+
+describe("updates in place", () => {
+  it("keeps its nodes across window changes and new lines", () => {
+    const axis = new TimeAxis([0, 20], []);
+    const chart = new LineChart(
+      { key: "loss", title: "Loss", lines: [band, sparse] },
+      axis,
+      new GroupColors(),
+      { xAxis: true, height: 120 },
+    );
+    chart.resize(400);
+    const [path, dotsPath] = [...chart.root.querySelectorAll("path[data-name]")];
+    const grid = chart.root.querySelector("g.fs-grid");
+    expect(path?.getAttribute("class")).toBe("fs-band");
+    axis.setWindow([5, 15]);
+    chart.setLines([exact, sparse]);
+    const after = [...chart.root.querySelectorAll("path[data-name]")];
+    expect(after[0]).toBe(path);
+    expect(after[1]).toBe(dotsPath);
+    expect(chart.root.querySelector("g.fs-grid")).toBe(grid);
+    expect(path?.getAttribute("class")).toBe("fs-line fs-line-dense");
+    expect(path?.getAttribute("data-level")).toBe("0");
+    expect(chart.root.querySelectorAll("circle.fs-dot")).toHaveLength(3);
+    axis.setWindow([0, 4]);
+    expect(path?.getAttribute("data-points")).toBe("5");
+    expect(chart.root.querySelectorAll("circle.fs-dot")).toHaveLength(2);
+  });
+});

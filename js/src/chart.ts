@@ -2,9 +2,11 @@
  * A line chart over the shared time axis, drawn with plain SVG.
  *
  * A line is either exact (`y` at each `x`) or a min/max envelope (`lo`/`hi` over the bucket that
- * starts at each `x`, drawn as a band), which is how long per-step series arrive. The chart
- * redraws its data when the axis window or its width changes, and only its overlay (hover line,
- * pick markers, brush) when those change, so hovering stays cheap however long the series are.
+ * starts at each `x`, drawn as a band), which is how long per-step series arrive from the index.
+ * The chart redraws its data when the axis window, its width or its lines change (`setLines`,
+ * when a zoomed window arrives at a finer level), and only its overlay (hover line, pick
+ * markers, brush) when those change, so hovering stays cheap however long the series are. It
+ * updates its SVG in place: each line keeps its path, ticks and dots reuse their nodes.
  */
 
 import {
@@ -31,6 +33,8 @@ export interface LineData {
   hi?: NdArray;
   /** Draw a dot at every point (sparse series such as per-snapshot evaluations). */
   markers?: boolean;
+  /** Index level: 0 for raw values, k for buckets of 2**k entries. */
+  level?: number;
 }
 
 export interface ChartData {
@@ -189,20 +193,45 @@ export function valueAt(line: LineData, step: number): string | null {
   return lo === hi ? formatValue(lo) : `${formatValue(lo)}–${formatValue(hi)}`;
 }
 
+/** Make `group` hold exactly `count` children of `tag` (reusing the ones it has); return them. */
+function reuse<K extends keyof SVGElementTagNameMap>(
+  group: SVGGElement,
+  tag: K,
+  count: number,
+  attrs: Record<string, string | number> = {},
+): SVGElementTagNameMap[K][] {
+  while (group.childElementCount > count) group.lastElementChild?.remove();
+  while (group.childElementCount < count) group.append(svg(tag, attrs));
+  return [...group.children] as SVGElementTagNameMap[K][];
+}
+
+function setAttrs(node: Element, attrs: Record<string, string | number>): void {
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+}
+
+interface LineNodes {
+  path: SVGPathElement;
+  dots: SVGGElement;
+}
+
 export class LineChart {
   readonly root: HTMLDivElement;
   private readonly svgRoot: SVGSVGElement;
-  private readonly dataLayer: SVGGElement;
+  private readonly grid: SVGGElement;
+  private readonly labels: SVGGElement;
+  private readonly baseline: SVGLineElement;
+  private readonly lineLayer: SVGGElement;
   private readonly overlayLayer: SVGGElement;
   private readonly overlay: SVGRectElement;
   private readonly clipRect: SVGRectElement;
   private readonly readout: HTMLSpanElement;
   private readonly unsubscribe: () => void;
   private readonly clipId = `fs-clip-${++clipCounter}`;
+  private nodes: LineNodes[] = [];
   private width = 0;
 
   constructor(
-    readonly data: ChartData,
+    private data: ChartData,
     private readonly axis: TimeAxis,
     private readonly colors: GroupColors,
     private readonly options: ChartOptions,
@@ -230,15 +259,47 @@ export class LineChart {
     clip.append(this.clipRect);
     const defs = svg("defs");
     defs.append(clip);
-    this.dataLayer = svg("g", { class: "fs-data" });
+    const dataLayer = svg("g", { class: "fs-data" });
+    this.grid = svg("g", { class: "fs-grid" });
+    this.labels = svg("g", { class: "fs-axis" });
+    this.baseline = svg("line", { class: "fs-axis-line" });
+    this.lineLayer = svg("g", { class: "fs-lines", "clip-path": `url(#${this.clipId})` });
+    dataLayer.append(this.grid, this.baseline, this.lineLayer, this.labels);
     this.overlayLayer = svg("g", { class: "fs-marks", "clip-path": `url(#${this.clipId})` });
     this.overlay = svg("rect", { class: "fs-overlay" });
-    this.svgRoot.append(defs, this.dataLayer, this.overlayLayer, this.overlay);
+    this.svgRoot.append(defs, dataLayer, this.overlayLayer, this.overlay);
     this.root.append(head, this.svgRoot);
+    this.makeLineNodes();
 
     this.unsubscribe = axis.subscribe((change: AxisChange) => {
       if (change === "window") this.render();
       else this.renderOverlay();
+    });
+  }
+
+  /** The lines drawn now. */
+  get lines(): readonly LineData[] {
+    return this.data.lines;
+  }
+
+  /**
+   * Draw `lines` instead of the current ones (same names and order: a finer window of the same
+   * series, or the overview again) and redraw in place.
+   */
+  setLines(lines: LineData[]): void {
+    this.data = { ...this.data, lines };
+    if (this.nodes.length !== lines.length) this.makeLineNodes();
+    this.render();
+  }
+
+  private makeLineNodes(): void {
+    this.lineLayer.replaceChildren();
+    this.nodes = this.data.lines.map((line) => {
+      const path = svg("path");
+      path.dataset.name = line.name;
+      const dots = svg("g", { class: "fs-dots" });
+      this.lineLayer.append(path, dots);
+      return { path, dots };
     });
   }
 
@@ -267,23 +328,19 @@ export class LineChart {
     return this.axis.scale(PLOT_LEFT, this.plotWidth);
   }
 
-  /** Redraw axes and data for the current window and width. */
+  /** Redraw axes and data for the current window, width and lines. */
   render(): void {
     const { plotWidth: w, plotHeight: h } = this;
     const [w0, w1] = this.axis.window;
-    this.svgRoot.setAttribute("width", String(this.width));
-    this.svgRoot.setAttribute("height", String(this.options.height));
+    setAttrs(this.svgRoot, { width: this.width, height: this.options.height });
     for (const rect of [this.overlay, this.clipRect]) {
-      rect.setAttribute("x", String(PLOT_LEFT));
-      rect.setAttribute("y", String(PLOT_TOP));
-      rect.setAttribute("width", String(w));
-      rect.setAttribute("height", String(h));
+      setAttrs(rect, { x: PLOT_LEFT, y: PLOT_TOP, width: w, height: h });
     }
-
-    const ranges = this.data.lines.map((line) => visibleRange(line.x.data, w0, w1));
+    const lines = this.data.lines;
+    const ranges = lines.map((line) => visibleRange(line.x.data, w0, w1));
     let yMin = Number.POSITIVE_INFINITY;
     let yMax = Number.NEGATIVE_INFINITY;
-    this.data.lines.forEach((line, k) => {
+    lines.forEach((line, k) => {
       const [first, last] = ranges[k] as [number, number];
       const extent = lineExtent(line, first, last);
       if (extent !== null) {
@@ -297,92 +354,113 @@ export class LineChart {
     const sx = this.xScale();
     const sy = linearScale(yDomain, [PLOT_TOP + h, PLOT_TOP]);
 
-    const layer = this.dataLayer;
-    layer.replaceChildren();
-    const grid = svg("g", { class: "fs-grid" });
-    const labels = svg("g", { class: "fs-axis" });
     const yStep = tickStep(yDomain[0], yDomain[1], yTickCount);
-    for (const t of niceTicks(yDomain[0], yDomain[1], yTickCount)) {
+    const yTicks = niceTicks(yDomain[0], yDomain[1], yTickCount);
+    const xTicks = niceTicks(w0, w1, Math.max(2, Math.round(w / 90))).filter(Number.isInteger);
+    const gridLines = reuse(this.grid, "line", yTicks.length + xTicks.length);
+    yTicks.forEach((t, i) => {
       const y = px(sy(t));
-      grid.append(svg("line", { x1: PLOT_LEFT, x2: PLOT_LEFT + w, y1: y, y2: y }));
-      const label = svg("text", {
+      setAttrs(gridLines[i] as SVGLineElement, { x1: PLOT_LEFT, x2: PLOT_LEFT + w, y1: y, y2: y });
+    });
+    xTicks.forEach((t, i) => {
+      const x = px(sx(t));
+      setAttrs(gridLines[yTicks.length + i] as SVGLineElement, {
+        x1: x,
+        x2: x,
+        y1: PLOT_TOP,
+        y2: PLOT_TOP + h,
+      });
+    });
+    const xLabels = this.options.xAxis ? xTicks : [];
+    const texts = reuse(
+      this.labels,
+      "text",
+      yTicks.length + xLabels.length + (this.options.xAxis ? 1 : 0),
+    );
+    yTicks.forEach((t, i) => {
+      const label = texts[i] as SVGTextElement;
+      setAttrs(label, {
         class: "fs-tick-y",
         x: PLOT_LEFT - 6,
-        y,
+        y: px(sy(t)),
         "text-anchor": "end",
         dy: "0.32em",
       });
       label.textContent = formatTick(t, yStep);
-      labels.append(label);
-    }
-    const xTicks = niceTicks(w0, w1, Math.max(2, Math.round(w / 90))).filter(Number.isInteger);
-    for (const t of xTicks) {
+    });
+    xLabels.forEach((t, i) => {
+      const label = texts[yTicks.length + i] as SVGTextElement;
       const x = px(sx(t));
-      grid.append(svg("line", { x1: x, x2: x, y1: PLOT_TOP, y2: PLOT_TOP + h }));
-      if (this.options.xAxis) {
-        const label = svg("text", {
-          class: "fs-tick-x",
-          x,
-          y: PLOT_TOP + h + 15,
-          "text-anchor": "middle",
-        });
-        label.textContent = formatStep(t);
-        labels.append(label);
-      }
-    }
+      setAttrs(label, {
+        class: "fs-tick-x",
+        x,
+        y: PLOT_TOP + h + 15,
+        // A label at the left edge starts there, clear of the axis title ("step").
+        "text-anchor": x - PLOT_LEFT < 14 ? "start" : "middle",
+        dy: 0,
+      });
+      label.textContent = formatStep(t);
+    });
     if (this.options.xAxis) {
-      const title = svg("text", { x: PLOT_LEFT - 6, y: PLOT_TOP + h + 15, "text-anchor": "end" });
+      const title = texts[texts.length - 1] as SVGTextElement;
+      setAttrs(title, {
+        class: "fs-axis-title",
+        x: PLOT_LEFT - 6,
+        y: PLOT_TOP + h + 15,
+        "text-anchor": "end",
+        dy: 0,
+      });
       title.textContent = "step";
-      labels.append(title);
     }
-    const baseline = svg("line", {
-      class: "fs-axis-line",
+    setAttrs(this.baseline, {
       x1: PLOT_LEFT,
       x2: PLOT_LEFT + w,
       y1: PLOT_TOP + h + 0.5,
       y2: PLOT_TOP + h + 0.5,
     });
 
-    const lines = svg("g", { class: "fs-lines", "clip-path": `url(#${this.clipId})` });
-    this.data.lines.forEach((line, k) => {
+    let level = 0;
+    lines.forEach((line, k) => {
       const [first, last] = ranges[k] as [number, number];
+      const { path, dots } = this.nodes[k] as LineNodes;
       const color = this.colors.color(line.group);
       const xs = line.x.data;
+      level = Math.max(level, line.level ?? 0);
+      path.dataset.level = String(line.level ?? 0);
+      path.dataset.points = String(Math.max(last - first + 1, 0));
+      let dotCount = 0;
       if (line.y !== undefined) {
-        lines.append(
-          svg("path", {
-            class: line.markers ? "fs-line" : "fs-line fs-line-dense",
-            stroke: color,
-            d: linePath(xs, line.y.data, first, last, sx, sy),
-          }),
-        );
+        setAttrs(path, {
+          class: line.markers ? "fs-line" : "fs-line fs-line-dense",
+          stroke: color,
+          fill: "none",
+          d: linePath(xs, line.y.data, first, last, sx, sy),
+        });
         if (line.markers && last - first < MAX_DOTS) {
-          for (let i = first; i <= last; i++) {
-            const v = line.y.data[i] as number;
-            if (!Number.isFinite(v)) continue;
-            lines.append(
-              svg("circle", {
-                class: "fs-dot",
-                cx: px(sx(xs[i] as number)),
-                cy: px(sy(v)),
-                r: 2.5,
-                fill: color,
-              }),
-            );
-          }
+          const ys = line.y.data;
+          const shown: number[] = [];
+          for (let i = first; i <= last; i++) if (Number.isFinite(ys[i] as number)) shown.push(i);
+          const circles = reuse(dots, "circle", shown.length, { class: "fs-dot", r: 2.5 });
+          shown.forEach((i, j) => {
+            setAttrs(circles[j] as SVGCircleElement, {
+              cx: px(sx(xs[i] as number)),
+              cy: px(sy(ys[i] as number)),
+              fill: color,
+            });
+          });
+          dotCount = shown.length;
         }
       } else if (line.lo !== undefined && line.hi !== undefined) {
-        lines.append(
-          svg("path", {
-            class: "fs-band",
-            fill: color,
-            stroke: color,
-            d: bandPath(xs, line.lo.data, line.hi.data, first, last, sx, sy),
-          }),
-        );
+        setAttrs(path, {
+          class: "fs-band",
+          fill: color,
+          stroke: color,
+          d: bandPath(xs, line.lo.data, line.hi.data, first, last, sx, sy),
+        });
       }
+      if (dotCount === 0) dots.replaceChildren();
     });
-    layer.append(grid, baseline, lines, labels);
+    this.root.dataset.level = String(level);
     this.renderOverlay();
   }
 

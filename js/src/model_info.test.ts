@@ -240,3 +240,133 @@ describe("widget entry", () => {
     expect(() => widget.render({ model: other, el } as never)).toThrow('no view named "nope"');
   });
 });
+
+/** `state()` with its per-step lines sent as buckets of 4 (level 2), as the index sends them. */
+function coarseState(linkId = ""): ModelInfoState {
+  const s = state();
+  s.link_id = linkId;
+  const x = encode(
+    Int32Array.from({ length: 26 }, (_, i) => i * 4),
+    "int32",
+  );
+  const lo = encode(
+    Float32Array.from({ length: 26 }, (_, i) => 1 / (1 + i)),
+    "float32",
+  );
+  const hi = encode(
+    Float32Array.from({ length: 26 }, (_, i) => 2 / (1 + i)),
+    "float32",
+  );
+  for (const chart of s.series.charts) {
+    chart.lines = chart.lines.map((line) =>
+      line.markers ? line : { name: line.name, group: line.group, x, lo, hi, level: 2 },
+    );
+  }
+  return s;
+}
+
+/** The kernel's answer to a window request: raw per-step values, the eval lines as they are. */
+function windowAnswer(id: number, start: number, stop: number) {
+  const steps = Int32Array.from({ length: stop - start + 2 }, (_, i) => start + i);
+  const train = {
+    name: "train",
+    group: "train",
+    x: encode(steps, "int32"),
+    y: encode(
+      Float32Array.from(steps, (s) => 1 / (1 + s)),
+      "float32",
+    ),
+    level: 0,
+  };
+  const charts = state().series.charts.map((chart) => ({
+    key: chart.key,
+    lines: chart.lines.map((line) => (line.markers ? line : { ...train, name: line.name })),
+  }));
+  return { type: "response", id, result: { window: [start, stop], charts } };
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+describe("zooming into a bucketed run", () => {
+  it("asks the kernel for the window and draws the raw values it answers", async () => {
+    const { model, root } = mount(coarseState());
+    expect(root.querySelectorAll("path.fs-band")).toHaveLength(2); // loss and lr per step
+    model.set("time_window", [20, 40]);
+    expect(model.sent).toEqual([
+      { type: "request", id: 1, method: "window", params: { start: 20, stop: 40 } },
+    ]);
+    expect(root.dataset.pending).toBe("20-40");
+    model.receive(windowAnswer(1, 20, 40));
+    await tick();
+    expect(root.dataset.detail).toBe("20-40");
+    const loss = root.querySelector('.fs-chart[data-key="loss"] path[data-name="train"]');
+    expect(loss?.getAttribute("class")).toContain("fs-line");
+    expect(loss?.getAttribute("data-level")).toBe("0");
+    expect(loss?.getAttribute("data-points")).toBe("22");
+    // Zooming out shows the overview again, without asking.
+    model.set("time_window", null);
+    expect(model.sent).toHaveLength(1);
+    expect(root.dataset.detail).toBe("overview");
+    expect(root.querySelectorAll("path.fs-band")).toHaveLength(2);
+  });
+
+  it("drops an answer to a window the user has already left", async () => {
+    const { model, root } = mount(coarseState());
+    model.set("time_window", [20, 40]);
+    model.set("time_window", [50, 60]);
+    model.receive(windowAnswer(1, 20, 40));
+    await tick();
+    expect(root.dataset.detail).toBe("overview");
+    model.receive(windowAnswer(2, 50, 60));
+    await tick();
+    expect(root.dataset.detail).toBe("50-60");
+  });
+
+  it("keeps the overview when the kernel answers with an error", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    const { model, root } = mount(coarseState());
+    model.set("time_window", [20, 40]);
+    model.receive({ type: "response", id: 1, error: "the window is outside this run" });
+    await tick();
+    expect(root.querySelectorAll("path.fs-band")).toHaveLength(2);
+    expect(warn).toHaveBeenCalledWith(expect.stringContaining("outside this run"));
+    warn.mockRestore();
+  });
+
+  it("does not ask when every line is already exact", () => {
+    const { model } = mount();
+    model.set("time_window", [20, 40]);
+    expect(model.sent).toEqual([]);
+  });
+});
+
+describe("views of one selection", () => {
+  it("share hover, brush and zoom in the browser, with no kernel round trip for hover", () => {
+    const a = mount(coarseState("sel-A"));
+    const b = mount(coarseState("sel-A"));
+    const other = mount(coarseState("sel-B"));
+    a.plots[0]?.dispatchEvent(new PointerEvent("pointermove", { clientX: 60 + 4 * 70 }));
+    expect(b.root.querySelectorAll("line.fs-hover")).toHaveLength(3);
+    expect(b.root.querySelector(".fs-step-readout")?.textContent).toBe("step 75 · epoch 1");
+    expect(other.root.querySelectorAll("line.fs-hover")).toHaveLength(0);
+    expect(a.model.saves + b.model.saves).toBe(0);
+    // A drag in one view zooms the other at once; each also tells its own kernel side.
+    const plot = a.plots[0] as Element;
+    plot.dispatchEvent(
+      new PointerEvent("pointerdown", { clientX: 60 + 4 * 20, button: 0, pointerId: 1 }),
+    );
+    plot.dispatchEvent(new PointerEvent("pointermove", { clientX: 60 + 4 * 40, pointerId: 1 }));
+    expect(b.root.querySelectorAll("rect.fs-brush")).toHaveLength(3);
+    plot.dispatchEvent(
+      new PointerEvent("pointerup", { clientX: 60 + 4 * 40, button: 0, pointerId: 1 }),
+    );
+    expect(b.root.querySelectorAll("rect.fs-brush")).toHaveLength(0);
+    expect(a.model.get("time_window")).toEqual([20, 40]);
+    expect(b.root.querySelector<HTMLButtonElement>("button.fs-reset")?.hidden).toBe(false);
+    expect(b.root.dataset.pending).toBe("20-40");
+    expect(other.root.querySelector<HTMLButtonElement>("button.fs-reset")?.hidden).toBe(true);
+    a.plots[0]?.dispatchEvent(new PointerEvent("pointerleave"));
+    expect(b.root.querySelectorAll("line.fs-hover")).toHaveLength(0);
+    for (const view of [a, b, other]) view.cleanup();
+  });
+});

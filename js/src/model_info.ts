@@ -3,40 +3,28 @@
  *
  * All charts share one `TimeAxis`: hovering draws a vertical line on every chart, dragging zooms
  * all of them, and clicking picks the nearest snapshot step. Picks (`picked_steps`) and the zoom
- * window (`time_window`) are model state, so Python reads and sets them; hover stays in the
- * browser. The Python side is `filterscope.views.model_info.ModelInfo`.
+ * window (`time_window`) are model state, so Python reads and sets them; hover, brush and zoom
+ * also travel on the link bus, so every view of the same selection follows at once. A zoomed
+ * window asks the kernel (`window` request) for its lines at the finer index level, down to the
+ * raw values. The Python side is `filterscope.views.model_info.ModelInfo`.
  */
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { type ChartData, LineChart, lastAtOrBefore } from "./chart";
+import { type ChartData, LineChart, type LineData, lastAtOrBefore } from "./chart";
 import { formatStep } from "./scale";
-import { GroupColors, injectStyles, pickColor, ROOT_CLASS } from "./theme";
+import { GroupColors, pickColor } from "./theme";
 import { attachPointer, TimeAxis, togglePick, type Window } from "./timeaxis";
-import { type Decoded, decodeTree, type EncodedArray, type NdArray } from "./transport";
+import { type Decoded, decodeTree, type NdArray } from "./transport";
+import { mountView, type ViewContext, type ViewDefinition } from "./view";
+import type { WireSeries, WireWindow } from "./wire";
+
+export type { WireSeries } from "./wire";
 
 export const MODEL_INFO_CLASS = "filterscope-modelinfo";
 
-interface WireLine {
-  name: string;
-  group: string;
-  x: EncodedArray;
-  y?: EncodedArray;
-  lo?: EncodedArray;
-  hi?: EncodedArray;
-  markers?: boolean;
-}
-
-/** What `ModelInfo._series` sends; arrays are encoded by `views._serialization`. */
-export interface WireSeries {
-  step_range: [number, number];
-  snapshot_step: EncodedArray;
-  epoch_first_step: EncodedArray;
-  epoch: EncodedArray;
-  charts: { key: string; title: string; lines: WireLine[] }[];
-}
-
 export interface ModelInfoState {
   _view: string;
+  link_id?: string;
   series: WireSeries;
   picked_steps: number[];
   time_window: [number, number] | null;
@@ -46,8 +34,6 @@ type Series = Decoded<WireSeries>;
 
 const CHART_HEIGHT = 132;
 const BOTTOM_CHART_HEIGHT = 156;
-/** Width used until the element is laid out and a ResizeObserver reports the real one. */
-const FALLBACK_WIDTH = 760;
 
 function epochAt(series: Series, step: number): number | null {
   const first: NdArray = series.epoch_first_step;
@@ -58,15 +44,24 @@ function epochAt(series: Series, step: number): number | null {
 class ModelInfoView {
   private readonly axis: TimeAxis;
   private readonly charts: LineChart[];
+  private readonly overview: LineData[][];
+  private readonly coarse: boolean;
   private readonly picksBox: HTMLElement;
   private readonly stepReadout: HTMLElement;
   private readonly resetButton: HTMLButtonElement;
   private readonly cleanups: (() => void)[] = [];
+  private readonly model: AnyModel<ModelInfoState>;
+  private readonly root: HTMLElement;
+  /** Set while applying an event from the bus, so it is not published back. */
+  private fromBus = false;
+  /** Id of the latest window request; older answers are dropped. */
+  private latest = 0;
+  private destroyed = false;
 
-  constructor(
-    private readonly model: AnyModel<ModelInfoState>,
-    private readonly root: HTMLElement,
-  ) {
+  constructor(private readonly context: ViewContext<ModelInfoState>) {
+    const { model, root, bus } = context;
+    this.model = model;
+    this.root = root;
     const series = decodeTree(model.get("series"));
     this.axis = new TimeAxis(series.step_range, series.snapshot_step.data);
 
@@ -92,6 +87,8 @@ class ModelInfoView {
 
     const colors = new GroupColors();
     const specs = series.charts as ChartData[];
+    this.overview = specs.map((spec) => spec.lines);
+    this.coarse = specs.some((spec) => spec.lines.some((line) => (line.level ?? 0) > 0));
     this.charts = specs.map(
       (spec, i) =>
         new LineChart(spec, this.axis, colors, {
@@ -111,27 +108,38 @@ class ModelInfoView {
     this.cleanups.push(
       this.axis.subscribe((change) => {
         if (change === "picks") this.renderPicks();
-        if (change === "window") this.renderZoomState();
+        if (change === "window") this.windowChanged();
         if (change === "hover") this.renderStepReadout(series);
+        if (!this.fromBus && change === "hover") bus.publish("hover", this.axis.hover, this);
+        if (!this.fromBus && change === "brush") bus.publish("brush", this.axis.brush, this);
       }),
+      bus.subscribe("hover", this, (step) => this.fromLink(() => this.axis.setHover(step))),
+      bus.subscribe("brush", this, (brush) => this.fromLink(() => this.axis.setBrush(brush))),
+      bus.subscribe("window", this, (w) => this.fromLink(() => this.axis.setWindow(w))),
     );
     this.axis.setPicks(model.get("picked_steps") ?? []);
     this.axis.setWindow(model.get("time_window") ?? null);
     this.renderPicks();
-    this.renderZoomState();
-    this.resize(root.clientWidth || FALLBACK_WIDTH);
+    this.windowChanged();
+    this.resize(context.width);
+  }
+
+  private fromLink(apply: () => void): void {
+    this.fromBus = true;
+    try {
+      apply();
+    } finally {
+      this.fromBus = false;
+    }
   }
 
   resize(width: number): void {
     for (const chart of this.charts) chart.resize(width);
   }
 
-  syncPicks(): void {
-    this.axis.setPicks(this.model.get("picked_steps") ?? []);
-  }
-
-  syncWindow(): void {
-    this.axis.setWindow(this.model.get("time_window") ?? null);
+  changed(key: string): void {
+    if (key === "picked_steps") this.axis.setPicks(this.model.get("picked_steps") ?? []);
+    if (key === "time_window") this.axis.setWindow(this.model.get("time_window") ?? null);
   }
 
   private pick(step: number): void {
@@ -140,15 +148,59 @@ class ModelInfoView {
   }
 
   private zoom(window: Window | null): void {
+    let next: [number, number] | null = null;
     if (window !== null) {
-      const lo = Math.floor(window[0]);
-      const hi = Math.ceil(window[1]);
-      if (hi <= lo) return;
-      this.model.set("time_window", [lo, hi]);
-    } else {
-      this.model.set("time_window", null);
+      next = [Math.floor(window[0]), Math.ceil(window[1])];
+      if (next[1] <= next[0]) return;
     }
+    // Linked views follow at once through the bus; Python hears of it through the trait.
+    this.context.bus.publish("window", next, this);
+    this.axis.setWindow(next);
+    this.model.set("time_window", next);
     this.model.save_changes();
+  }
+
+  /** The window moved: show the overview, and ask for finer lines when it is bucketed. */
+  private windowChanged(): void {
+    const [w0, w1] = this.axis.window;
+    const whole = w0 <= this.axis.extent[0] && w1 >= this.axis.extent[1];
+    this.resetButton.hidden = whole;
+    if (whole || !this.coarse) {
+      this.latest += 1; // drop any answer still on its way
+      this.showLines(this.overview, "overview");
+      return;
+    }
+    const id = ++this.latest;
+    const start = Math.floor(w0);
+    const stop = Math.ceil(w1);
+    this.root.dataset.pending = `${start}-${stop}`;
+    this.context.requests.request<WireWindow>("window", { start, stop }).then(
+      (answer) => {
+        if (this.destroyed || id !== this.latest) return;
+        const byKey = new Map(answer.charts.map((c) => [c.key, c.lines as LineData[]]));
+        this.showLines(
+          this.charts.map(
+            (chart, i) => byKey.get(chart.root.dataset.key ?? "") ?? this.overview[i] ?? [],
+          ),
+          `${answer.window[0]}-${answer.window[1]}`,
+        );
+      },
+      (error: Error) => {
+        if (this.destroyed || id !== this.latest) return;
+        // The overview stays drawn; the kernel said why it could not answer.
+        this.root.dataset.pending = "";
+        console.warn(`filterscope: ModelInfo could not load the zoomed window: ${error.message}`);
+      },
+    );
+  }
+
+  private showLines(lines: LineData[][], detail: string): void {
+    this.charts.forEach((chart, i) => {
+      const next = lines[i];
+      if (next !== undefined && next !== chart.lines) chart.setLines(next);
+    });
+    this.root.dataset.detail = detail;
+    this.root.dataset.pending = "";
   }
 
   private renderPicks(): void {
@@ -165,12 +217,6 @@ class ModelInfoView {
     this.picksBox.replaceChildren(...chips);
   }
 
-  private renderZoomState(): void {
-    const [w0, w1] = this.axis.window;
-    const zoomed = w0 > this.axis.extent[0] || w1 < this.axis.extent[1];
-    this.resetButton.hidden = !zoomed;
-  }
-
   private renderStepReadout(series: Series): void {
     const step = this.axis.hover;
     if (step === null) {
@@ -182,45 +228,23 @@ class ModelInfoView {
   }
 
   destroy(): void {
+    this.destroyed = true;
     for (const cleanup of this.cleanups) cleanup();
     for (const chart of this.charts) chart.destroy();
-    this.root.replaceChildren();
   }
 }
+
+export const MODEL_INFO: ViewDefinition<ModelInfoState> = {
+  className: MODEL_INFO_CLASS,
+  rebuildOn: ["series"],
+  listen: ["picked_steps", "time_window"],
+  create: (context) => new ModelInfoView(context),
+};
 
 /** anywidget `render` for `ModelInfo`; returns the cleanup that detaches it from the model. */
 export function renderModelInfo({
   model,
   el,
 }: Pick<RenderProps<ModelInfoState>, "model" | "el">): () => void {
-  injectStyles(el.ownerDocument);
-  const root = document.createElement("div");
-  root.className = `${ROOT_CLASS} ${MODEL_INFO_CLASS}`;
-  el.append(root);
-  let view = new ModelInfoView(model, root);
-
-  const onSeries = () => {
-    view.destroy();
-    view = new ModelInfoView(model, root);
-  };
-  const onPicks = () => view.syncPicks();
-  const onWindow = () => view.syncWindow();
-  model.on("change:series", onSeries);
-  model.on("change:picked_steps", onPicks);
-  model.on("change:time_window", onWindow);
-
-  const observer = new ResizeObserver((entries) => {
-    const width = entries[0]?.contentRect.width;
-    if (width !== undefined && width > 0) view.resize(Math.floor(width));
-  });
-  observer.observe(root);
-
-  return () => {
-    observer.disconnect();
-    model.off("change:series", onSeries);
-    model.off("change:picked_steps", onPicks);
-    model.off("change:time_window", onWindow);
-    view.destroy();
-    root.remove();
-  };
+  return mountView(MODEL_INFO, { model, el });
 }

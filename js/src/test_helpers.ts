@@ -60,6 +60,31 @@ export class FakeModel<T extends Record<string, any>> implements AnyModel<T> {
   send(content: unknown): void {
     this.sent.push(content);
   }
+
+  /** Deliver a custom message from the kernel, as ipywidgets does: `msg:custom` handlers. */
+  receive(content: unknown, buffers: DataView[] = []): void {
+    for (const handler of [...(this.handlers.get("msg:custom") ?? [])]) {
+      (handler as unknown as (msg: unknown, buffers: DataView[]) => void)(content, buffers);
+    }
+  }
+}
+
+/** A golden payload file (`tests/test_views_golden.py`): JSON, buffer paths, base64 buffers. */
+export interface GoldenFile {
+  message: unknown;
+  buffer_paths: (string | number)[][];
+  buffers: string[];
+}
+
+/** The buffers of a golden file as the browser receives them: DataViews over message bytes. */
+export function goldenBuffers(file: GoldenFile): DataView[] {
+  return file.buffers.map((b64) => {
+    const text = atob(b64);
+    // Start 1 byte into a larger buffer, as inside a websocket message: forces the copy path.
+    const bytes = new Uint8Array(text.length + 1);
+    for (let i = 0; i < text.length; i++) bytes[i + 1] = text.charCodeAt(i);
+    return new DataView(bytes.buffer, 1, text.length);
+  });
 }
 
 /**

@@ -150,6 +150,7 @@ const CSS = `
 .${ROOT_CLASS} .fs-pick-line { stroke-width: 1.5; stroke-dasharray: 4 3; pointer-events: none; }
 .${ROOT_CLASS} .fs-brush { fill: var(--fs-accent); fill-opacity: 0.12; pointer-events: none; }
 .${ROOT_CLASS} .fs-overlay { fill: transparent; cursor: crosshair; touch-action: none; }
+.${ROOT_CLASS} canvas.fs-heatmap { display: block; image-rendering: pixelated; cursor: crosshair; }
 `;
 
 /** Add the shared style sheet to `doc` once; later calls find it by id and do nothing. */

@@ -142,3 +142,29 @@ export function decodeTree<T>(value: T): Decoded<T> {
   }
   return value as Decoded<T>;
 }
+
+/** A path into a nested message: object keys and array indices, as ipywidgets writes them. */
+export type BufferPath = (string | number)[];
+
+/**
+ * Put binary buffers back into a message at `paths` (ipywidgets' `buffer_paths`), in place.
+ * The kernel lifts every array's bytes out of the JSON into a binary frame; a custom message
+ * carries the paths next to the content (`views/_base.py`, `encode_response`).
+ */
+export function putBuffers(value: unknown, paths: BufferPath[], buffers: Bytes[]): void {
+  if (paths.length !== buffers.length) {
+    throw new TransportError(`${paths.length} buffer paths but ${buffers.length} buffers`);
+  }
+  paths.forEach((path, i) => {
+    if (path.length === 0) throw new TransportError("a buffer path may not be empty");
+    let node = value as Record<string | number, unknown>;
+    for (const key of path.slice(0, -1)) {
+      const next = node?.[key];
+      if (typeof next !== "object" || next === null) {
+        throw new TransportError(`buffer path [${path}] does not exist in the message`);
+      }
+      node = next as Record<string | number, unknown>;
+    }
+    node[path[path.length - 1] as string | number] = buffers[i];
+  });
+}

@@ -2,12 +2,14 @@
  * The one ES module behind every filterscope view.
  *
  * Each Python view class loads this bundle as its `_esm` and names itself in the `_view` trait;
- * `render` dispatches on that name, so the views share their transport, theme and time-axis
- * code instead of shipping one copy per view.
+ * `initialize` sets up what a model needs once (its request client), and `render` dispatches on
+ * the view name, so the views share their lifecycle, transport, theme and time-axis code
+ * instead of shipping one copy per view.
  */
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { renderModelInfo } from "./model_info";
+import { initializeModel } from "./view";
 
 type ViewRender = (props: { model: AnyModel; el: HTMLElement }) => () => void;
 
@@ -16,6 +18,9 @@ const VIEWS: Record<string, ViewRender> = {
 };
 
 export default {
+  initialize({ model }: { model: AnyModel }): () => void {
+    return initializeModel(model);
+  },
   render({ model, el }: RenderProps): () => void {
     const name = model.get("_view");
     const view = VIEWS[name];

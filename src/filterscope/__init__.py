@@ -32,7 +32,11 @@ from filterscope.errors import (
 _LAZY: dict[str, str] = {
     "Recorder": "filterscope.log.recorder",
     "open_log": "filterscope.log.reader",
+    "index_of": "filterscope.index.core",
     "FilterGMM": "filterscope.gmm.estimator",
+    # Also scikit-learn's NotFittedError, so defined beside FilterGMM: importing scikit-learn
+    # would make `import filterscope` about a second slower.
+    "NotFittedError": "filterscope.gmm.estimator",
     "extract": "filterscope.gmm.extract",
     "analyze": "filterscope.gmm.analyze",
     "ModelInfo": "filterscope.views.model_info",
@@ -52,6 +56,7 @@ __all__ = [
     "LogFormatError",
     "ModelInfo",
     "NonFiniteError",
+    "NotFittedError",
     "Recorder",
     "__version__",
     "analyze",
@@ -60,6 +65,7 @@ __all__ = [
     "extract",
     "gmm",
     "index",
+    "index_of",
     "log",
     "models",
     "open_log",
@@ -87,8 +93,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from filterscope.gmm.analyze import analyze
-    from filterscope.gmm.estimator import FilterGMM
+    from filterscope.gmm.estimator import FilterGMM, NotFittedError
     from filterscope.gmm.extract import extract
+    from filterscope.index.core import index_of
     from filterscope.log.reader import open_log
     from filterscope.log.recorder import Recorder
     from filterscope.plots.report import write_report

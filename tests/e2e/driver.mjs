@@ -162,6 +162,13 @@ async function setTheme(page, theme, light) {
     (isLight) => document.body.dataset.jpThemeLight === String(isLight),
     light,
   );
+  // JupyterLab covers the page with its splash screen while it swaps the theme's stylesheet.
+  await waitInPage(
+    page,
+    "the splash screen of the theme change to go",
+    20_000,
+    () => document.getElementById("jupyterlab-splash") === null,
+  );
   // The theme's stylesheet applies a frame after the attribute flips.
   await page.evaluate(
     () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))),
@@ -231,6 +238,76 @@ const scenarios = {
       screenshots: [before, after, dark],
     };
   },
+
+  /**
+   * ModelInfo on a long run: the overview arrives as index buckets; dragging out a short window
+   * sends a `window` request, and the answer (raw values, level 0) replaces the buckets. Reports
+   * the levels and point counts before and after, the hover read-out inside the window and the
+   * window the kernel holds (the notebook's last cell prints `WINDOW=<json of w.time_window>`).
+   */
+  async model_info_zoom(page, config) {
+    const root = page.locator(".filterscope-modelinfo").first();
+    await within(
+      90_000,
+      "the ModelInfo widget to render",
+      root.waitFor({ state: "visible", timeout: 90_000 }),
+    );
+    await waitForOutput(page, "WINDOW=null", 20_000);
+    const train = root.locator('.fs-chart[data-key="loss"] path[data-name="train"]');
+    await train.waitFor({ timeout: 10_000 });
+    await root.scrollIntoViewIfNeeded();
+    const before = await train.evaluate((p) => ({
+      level: Number(p.dataset.level),
+      points: Number(p.dataset.points),
+      className: p.getAttribute("class"),
+    }));
+    const overview = await screenshot(root, config.artifacts, "model_info_zoom-overview.png");
+
+    const plot = root.locator("rect.fs-overlay").first();
+    const box = await plot.boundingBox();
+    if (box === null) throw new DriverError("the first chart's plot area has no size");
+    const y = box.y + box.height / 2;
+    const [f0, f1] = config.zoom_fractions;
+    await page.mouse.move(box.x + box.width * f0, y);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * ((f0 + f1) / 2), y, { steps: 4 });
+    await page.mouse.move(box.x + box.width * f1, y, { steps: 4 });
+    await page.mouse.up();
+    const detail = await waitInPage(
+      page,
+      "the zoomed window's answer from the kernel",
+      30_000,
+      () => {
+        const node = document.querySelector(".filterscope-modelinfo");
+        const d = node?.dataset.detail ?? "";
+        return /^\d+-\d+$/.test(d) && node.dataset.pending === "" ? d : false;
+      },
+    );
+    const after = await train.evaluate((p) => ({
+      level: Number(p.dataset.level),
+      points: Number(p.dataset.points),
+      className: p.getAttribute("class"),
+    }));
+    // Hover the middle of the zoomed window: the read-out shows the value at the snapped step.
+    const zoomedBox = await plot.boundingBox();
+    await page.mouse.move(zoomedBox.x + zoomedBox.width * 0.5, y);
+    const readout = await root.locator('.fs-chart[data-key="loss"] .fs-readout').textContent();
+    const stepText = await root.locator(".fs-step-readout").textContent();
+    const zoomed = await screenshot(root, config.artifacts, "model_info_zoom-zoomed.png");
+
+    await runCell(page, -1);
+    const printed = await waitForOutput(page, "WINDOW=[", 20_000);
+    const window = JSON.parse(printed.slice(printed.indexOf("WINDOW=") + 7).split("\n")[0]);
+    return {
+      before,
+      after,
+      detail,
+      readout,
+      hover_step: Number(/step (\d+)/.exec(stepText ?? "")?.[1]),
+      window,
+      screenshots: [overview, zoomed],
+    };
+  },
 };
 
 // ---- main ----------------------------------------------------------------------------------
@@ -238,6 +315,7 @@ const scenarios = {
 async function main() {
   const config = {
     click_fraction: 0.6,
+    zoom_fractions: [0.5, 0.55],
     artifacts: "test-artifacts/e2e",
     ...JSON.parse(process.argv[2] ?? "{}"),
   };

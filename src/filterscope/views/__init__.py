@@ -1,10 +1,13 @@
 """JupyterLab views of a filterscope log, as anywidget widgets.
 
-Owns the Python side of every view (one ``ViewWidget`` subclass per view), the shared
-:class:`Selection` that links them, and the one serializer that turns numpy arrays into binary
-widget messages (``_serialization``). The browser side lives in ``js/`` and is bundled into
-``filterscope/static/widget.js``. Views only read a log (or, later, its index) and draw it: they
-must not compute statistics, write to a log, or be imported by ``log``, ``gmm`` or ``dynamics``.
+Owns the Python side of every view: the framework (``_base``: ``ViewWidget`` with validation,
+kernel-owned traits, selection linking and the request handler), one small ``ViewWidget``
+subclass per view, the shared :class:`Selection` that links them, where views get their data
+(``_data``: the log's index) and the one serializer that turns numpy arrays into binary widget
+messages (``_serialization``). The browser side lives in ``js/`` and is bundled into
+``filterscope/static/widget.js``. Views draw what ``Index.query`` (and ``filterscope.dynamics``)
+answer: they must not compute statistics or shrink series themselves, write to a log, or be
+imported by ``log``, ``index``, ``gmm`` or ``dynamics``.
 
 Importing this package registers the ``Dataset.filterscope`` accessor.
 

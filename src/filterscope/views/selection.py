@@ -2,16 +2,27 @@
 
 A :class:`Selection` is plain Python state (a :class:`traitlets.HasTraits`), so user code can
 ``observe`` it and set it, and several views given the same instance stay linked: each view
-links its own synced traits to it with :func:`link_selection`. Pan, zoom within a view and hover
-stay in the browser; only these semantic choices travel through Python.
+links its own synced traits to it with :func:`link_selection`. Hover, brush and the zoom in
+progress stay in the browser (linked there through :attr:`Selection.link_id`); only these
+semantic choices travel through Python.
+
+Labels and positions are kept apart as xarray's ``sel`` and ``isel`` keep them: a trait named
+after a dimension holds a *label* of it (``layer`` is a ``layer_name``, ``class_`` a label of the
+``class`` coordinate), a trait ending in ``_index`` holds a *position* along it (``filter_index``
+on the flat ``filter`` axis, ``sample_index`` on ``sample``). :meth:`Selection.isel` turns the
+whole selection into positions for a given log.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
+import numpy as np
 import traitlets
-from traitlets import Bunch, HasTraits, Int, List, Tuple, Unicode
+import xarray as xr
+from traitlets import Bunch, HasTraits, Int, List, Tuple, Unicode, Union
 
 from filterscope.errors import InvalidSelectionError
 
@@ -75,20 +86,30 @@ def check_window(name: str, window: tuple[int, int] | None) -> tuple[int, int] |
 class Selection(HasTraits):
     """What the user has selected, shared by every view it is given to.
 
+    Traits named after a dimension hold labels (as ``Dataset.sel`` takes them); traits ending in
+    ``_index`` hold positions (as ``Dataset.isel`` takes them).
+
     Parameters
     ----------
     picked_steps : list of int, default []
-        Picked iterations (optimizer steps) in the order they were picked; duplicates dropped.
+        Picked iterations (optimizer steps, labels of ``step``) in pick order; repeats dropped.
     time_window : tuple of (int, int) or None, default None
         Visible ``(start, stop)`` step range; ``None`` is the whole run.
     layer : str or None
-        Selected layer name (``log.layer_name``).
-    filter : int or None
-        Selected position on the log's flat ``filter`` axis.
-    class_ : int or None
-        Selected class index (``log["class"]``); the trailing underscore avoids the keyword.
-    sample : int or None
-        Selected sample index of the primary eval set (``log.sample``).
+        Selected layer, by name (a value of ``log.layer_name``).
+    filter_index : int or None
+        Selected filter, by position on the log's flat ``filter`` axis.
+    class_ : int, str or None
+        Selected class, by label (a value of ``log["class"]``); the trailing underscore avoids
+        the keyword.
+    sample_index : int or None
+        Selected sample, by position on the ``sample`` axis of the primary eval set.
+
+    Attributes
+    ----------
+    link_id : str
+        Random id, read-only: views given this selection send it to the page, which links their
+        hover, brush and zoom in the browser.
 
     Examples
     --------
@@ -106,9 +127,14 @@ class Selection(HasTraits):
     picked_steps = List(Int())
     time_window = Tuple(Int(), Int(), default_value=None, allow_none=True)
     layer = Unicode(default_value=None, allow_none=True)
-    filter = Int(default_value=None, allow_none=True)
-    class_ = Int(default_value=None, allow_none=True)
-    sample = Int(default_value=None, allow_none=True)
+    filter_index = Int(default_value=None, allow_none=True)
+    class_ = Union([Int(), Unicode()], default_value=None, allow_none=True)
+    sample_index = Int(default_value=None, allow_none=True)
+    link_id = Unicode(read_only=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.set_trait("link_id", uuid.uuid4().hex)
 
     @traitlets.validate("picked_steps")
     def _valid_picks(self, proposal: Bunch) -> list[int]:
@@ -118,17 +144,60 @@ class Selection(HasTraits):
     def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
         return check_window("time_window", proposal.value)
 
-    @traitlets.validate("filter", "class_", "sample")
+    @traitlets.validate("filter_index", "sample_index")
     def _valid_index(self, proposal: Bunch) -> int | None:
-        if proposal.value is not None and proposal.value < 0:
+        if proposal.value is not None and (isinstance(proposal.value, bool) or proposal.value < 0):
             raise InvalidSelectionError(
                 f"{proposal.trait.name} is a position along a log dimension, counted from 0; "
-                f"got {proposal.value}"
+                f"got {proposal.value!r}"
             )
         return proposal.value
 
+    def isel(self, log: xr.Dataset) -> dict[str, int]:
+        """Positions of the selected layer, filter, class and sample in ``log``, for ``isel``.
+
+        Only what is selected appears; labels are looked up in ``log`` (``layer_name``,
+        ``class``).
+
+        Raises
+        ------
+        InvalidSelectionError
+            If a label is not in ``log`` or a position is beyond its dimension.
+
+        Examples
+        --------
+        >>> import xarray as xr
+        >>> log = xr.Dataset(coords={"layer_name": ("layer", ["conv1", "fc"]), "class": [3, 7]})
+        >>> Selection(layer="fc", class_=7).isel(log)
+        {'layer': 1, 'class': 1}
+        """
+        out: dict[str, int] = {}
+        for dim, coord, label in (
+            ("layer", "layer_name", self.layer),
+            ("class", "class", self.class_),
+        ):
+            if label is None:
+                continue
+            names = np.asarray(log[coord].values) if coord in log.variables else np.zeros(0)
+            found = np.flatnonzero(names.astype(str) == str(label))
+            if found.size == 0:
+                raise InvalidSelectionError(
+                    f"{dim} {label!r} is not in this log; its {coord} are {names[:8].tolist()}"
+                )
+            out[dim] = int(found[0])
+        for dim, position in (("filter", self.filter_index), ("sample", self.sample_index)):
+            if position is None:
+                continue
+            size = int(log.sizes.get(dim, 0))
+            if position >= size:
+                raise InvalidSelectionError(
+                    f"{dim}_index {position} is beyond this log's {size} {dim}s"
+                )
+            out[dim] = position
+        return out
+
     def __repr__(self) -> str:
-        names = ("picked_steps", "time_window", "layer", "filter", "class_", "sample")
+        names = ("picked_steps", "time_window", "layer", "filter_index", "class_", "sample_index")
         chosen = {name: getattr(self, name) for name in names}
         shown = ", ".join(f"{k}={v!r}" for k, v in chosen.items() if v not in (None, []))
         return f"Selection({shown})"
