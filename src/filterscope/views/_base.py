@@ -84,10 +84,16 @@ def request(name: str) -> Callable[[F], F]:
 
     Examples
     --------
-    >>> class Echo(ViewWidget):  # doctest: +SKIP
+    >>> class Echo(ViewWidget):
     ...     @request("echo")
     ...     def _echo(self, text: str) -> dict:
     ...         return {"text": text}
+    >>> view = Echo()
+    >>> view.handle_request({"type": "request", "id": 1, "method": "echo", "params": {"text": "hi"}})
+    {'type': 'response', 'id': 1, 'result': {'text': 'hi'}}
+    >>> view.handle_request({"type": "request", "id": 2, "method": "nope", "params": {}})["error"]
+    "Echo has no request 'nope'; it answers ['echo']"
+    >>> view.close()
     """
 
     def mark(method: F) -> F:
