@@ -105,6 +105,10 @@ def test_log_follows_the_schema_contract(recorded) -> None:
         "filter": 4 + 6 + 6 + 10,
         "stat": 12,
         "threshold": 56,
+        # The 8 × 8 grayscale inputs' thumbnails (stored once, at creation).
+        "thumb_y": 8,
+        "thumb_x": 8,
+        "thumb_channel": 1,
     }
     np.testing.assert_array_equal(log.step, np.arange(12))
     np.testing.assert_array_equal(log.step_epoch, np.arange(12) // 6)
@@ -145,6 +149,7 @@ def test_log_follows_the_schema_contract(recorded) -> None:
         "grad_stat": "float32",
         "change_ratio": "float32",
         **dict.fromkeys(FILTER_VARS, "float32"),
+        "thumbnail": "uint8",
     }
     assert set(log.data_vars) == set(dtypes)
     for name, dtype in dtypes.items():

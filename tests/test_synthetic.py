@@ -71,6 +71,10 @@ def test_written_log_follows_the_schema(small):
         "filter": 1250,
         "stat": 12,
         "threshold": 56,
+        # Generated 8 × 8 grayscale thumbnails (filterscope.ValidationView shows them).
+        "thumb_y": 8,
+        "thumb_x": 8,
+        "thumb_channel": 1,
     }
     for name, (dtype, _) in SAMPLE_VARS.items():
         assert log[name].dims == ("snapshot", "sample") and log[name].dtype == dtype

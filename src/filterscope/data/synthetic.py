@@ -817,6 +817,26 @@ def ground_truth(path: str | Path) -> xr.Dataset:
 _STEP_ARRAYS = tuple(v.name for v in layout(ROOT, dims=("step",)))
 
 
+#: Side of the synthetic logs' thumbnails (grayscale): 64 bytes per sample.
+_THUMB_SIDE = 8
+
+
+def _thumbnails(run: SyntheticRun) -> dict[str, Any]:
+    """Tiny generated thumbnails: a random 8×8 pattern per class plus per-sample noise, so the
+    images of one class look alike (uint8, ``(sample, 8, 8, 1)``)."""
+    rng = np.random.default_rng((run.seed, 4))
+    pattern = rng.random((run.n_classes, _THUMB_SIDE, _THUMB_SIDE), dtype=np.float32)
+    image = 0.75 * pattern[run.labels]
+    image += 0.25 * rng.random(image.shape, dtype=np.float32)
+    side = np.arange(_THUMB_SIDE, dtype=np.int64)
+    return {
+        "thumbnail": (image * 255).round().astype(np.uint8)[..., None],
+        "thumb_y": side,
+        "thumb_x": side,
+        "thumb_channel": np.arange(1, dtype=np.int64),
+    }
+
+
 def _define(store: Any, run: SyntheticRun, layers: str) -> None:
     """Create the log's arrays, every one as :data:`filterscope.log.schema.LAYOUT` declares it."""
     coords = run.coords()
@@ -847,6 +867,7 @@ def _define(store: Any, run: SyntheticRun, layers: str) -> None:
             "seed": run.seed,
         },
     )
+    values.update(_thumbnails(run))
     group = EVAL_SET_GROUP.replace(SET, _EVAL_SET)
     store.create_group(group, {"coordinates": coordinates_attr(EVAL_SET_GROUP, coords)})
     for var in (*root, *layout(EVAL_SET_GROUP)):

@@ -349,3 +349,65 @@ def evaluate(
     if not parts:
         return np.empty((len(RESULT_ROWS), 0))
     return torch.cat(parts, dim=1).cpu().numpy()
+
+
+#: Longest side of a stored thumbnail, in pixels.
+THUMBNAIL_SIDE = 64
+
+
+def thumbnail_shape(height: int, width: int, side: int = THUMBNAIL_SIDE) -> tuple[int, int]:
+    """``(rows, columns)`` of the thumbnail of a ``height × width`` image: the longer side at
+    most ``side``, the aspect kept (each side at least 1); images that fit keep their size.
+
+    Examples
+    --------
+    >>> thumbnail_shape(224, 224), thumbnail_shape(8, 8), thumbnail_shape(100, 300)
+    ((64, 64), (8, 8), (21, 64))
+    """
+    longest = max(height, width)
+    if longest <= side:
+        return height, width
+    return max(1, round(height * side / longest)), max(1, round(width * side / longest))
+
+
+def image_thumbnails(x: Any, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
+    """uint8 thumbnails ``(N, rows, columns, channels)`` of a batch of images, or None.
+
+    ``x`` is ``(N, C, H, W)`` with 1 (grayscale), 3 (RGB) or 4 channels (RGBA: the alpha is
+    dropped), or ``(N, H, W)`` (grayscale). Larger images are shrunk by area averaging to
+    :func:`thumbnail_shape`; each thumbnail is then min-max scaled over all its pixels and
+    channels to 0..255 (a constant image is all 0), so normalised inputs show with full contrast.
+    Anything else (not a floating or integer tensor of those shapes) gives None: not an image.
+    """
+    if not torch.is_tensor(x) or x.dtype == torch.bool or x.is_complex():
+        return None
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] not in (1, 3, 4) or min(x.shape[2:]) < 1:
+        return None
+    x = x[:, :3].detach().to("cpu", torch.float64)
+    rows, cols = thumbnail_shape(int(x.shape[2]), int(x.shape[3]), side)
+    if (rows, cols) != tuple(x.shape[2:]):
+        x = F.adaptive_avg_pool2d(x, (rows, cols))
+    flat = x.reshape(len(x), -1)
+    finite = torch.isfinite(flat)
+    lo = torch.where(finite, flat, torch.inf).amin(dim=1)
+    hi = torch.where(finite, flat, -torch.inf).amax(dim=1)
+    lo, hi = torch.where(hi >= lo, lo, 0.0), torch.where(hi >= lo, hi, 0.0)  # none finite
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    scaled = (torch.where(finite, flat, lo[:, None]) - lo[:, None]) / span[:, None] * 255.0
+    out = scaled.clamp(0, 255).round().to(torch.uint8).reshape(x.shape)
+    return out.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def thumbnails(ev: EvalSet, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
+    """Thumbnails of every sample of ``ev`` in index order (:func:`image_thumbnails`), or None
+    when its inputs are not images (or not all of one size)."""
+    parts: list[np.ndarray] = []
+    with preserved_rng():
+        for batch in ev.loader(range(len(ev))):
+            thumbs = image_thumbnails(split_batch(batch, ev.name)[0], side)
+            if thumbs is None or (parts and thumbs.shape[1:] != parts[0].shape[1:]):
+                return None
+            parts.append(thumbs)
+    return np.concatenate(parts) if parts else None

@@ -40,6 +40,7 @@ from filterscope.log.evaluation import (
     evaluate,
     evaluation_mode,
     make_eval_sets,
+    thumbnails,
 )
 from filterscope.log.hierarchy import Hierarchy
 from filterscope.log.layers import Layer, discover_layers, unwrap_model
@@ -136,6 +137,12 @@ class Recorder:
     durable : bool, default=False
         ``fsync`` every file before each commit, so a commit also survives an operating-system
         crash or power loss (a killed process never loses a commit either way).
+    thumbnails : bool, default=True
+        Store a small thumbnail of every evaluation sample when the log is created (uint8, the
+        longer side at most 64 px, at most 12,288 bytes per sample before compression), which
+        :class:`~filterscope.ValidationView` shows; only for image inputs (``(N, C, H, W)``
+        with 1, 3 or 4 channels, or ``(N, H, W)``). It costs one pass over each evaluation set
+        without the model. False stores none.
 
     Attributes
     ----------
@@ -200,6 +207,7 @@ class Recorder:
         analyze_fn: Callable[..., Any] | None = None,
         keep_weights: bool = True,
         durable: bool = False,
+        thumbnails: bool = True,
     ) -> None:
         self.model = model
         self.path = Path(path)
@@ -217,6 +225,7 @@ class Recorder:
         self.analyze_fn = analyze_fn
         self.keep_weights = keep_weights
         self.durable = durable
+        self.thumbnails = thumbnails
 
         self._check_params()
         self._module = unwrap_model(model)
@@ -275,6 +284,10 @@ class Recorder:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.thumbnails, bool):
+            raise InvalidParameterError(
+                f"thumbnails must be True or False, got {self.thumbnails!r}."
+            )
         if self.mode not in (None, "w", "a"):
             raise InvalidParameterError(f"mode must be None, 'w' or 'a', got {self.mode!r}.")
         if self.analyze_every is not None and self.analyze_data is None:
@@ -409,8 +422,17 @@ class Recorder:
             names = [v.name for v in eval_vars]
             store.create_group(group, {"coordinates": coordinates_attr(EVAL_SET_GROUP, names)})
             static = {"sample": np.arange(len(ev)), "sample_id": ev.sample_ids, "label": ev.labels}
+            static.update(self._thumbnails(ev))
             for var in eval_vars:
-                if var.appendable:
+                if var.name not in static and not var.appendable:
+                    assert var.when, f"the layout declares {var.name!r}; _define gives no values"
+                elif var.name == "thumbnail":
+                    # One chunk per 256 thumbnails: a view reads one without decompressing 8192.
+                    thumbs = var.array(static[var.name])
+                    store.create_static(
+                        var.key(ev.name), thumbs, list(var.dims), chunks=(256, *thumbs.shape[1:])
+                    )
+                elif var.appendable:
                     store.create_appendable(
                         var.key(ev.name), list(var.dims), var.dtype, (len(ev),), fill=var.fill_value
                     )
@@ -420,6 +442,21 @@ class Recorder:
                     )
         if self.keep_weights:
             self._create_state(store)
+
+    def _thumbnails(self, ev: EvalSet) -> dict[str, np.ndarray]:
+        """The ``thumbnail`` array of ``ev`` and its pixel coordinates, or nothing."""
+        thumbs = thumbnails(ev) if self.thumbnails else None
+        if thumbs is None:
+            return {}
+        return {
+            "thumbnail": thumbs,
+            **{
+                dim: np.arange(size, dtype=np.int64)
+                for dim, size in zip(
+                    ("thumb_y", "thumb_x", "thumb_channel"), thumbs.shape[1:], strict=True
+                )
+            },
+        }
 
     def _create_state(self, store: LogStore) -> None:
         store.create_group(STATE_GROUP)

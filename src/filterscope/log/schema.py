@@ -172,6 +172,7 @@ _F32 = "float32"
 _I64 = "int64"
 _CLASSES = "only when the log has classes (evaluation sets or `class_names`)"
 _STATE = "only with `Recorder(keep_weights=True)` (the default)"
+_THUMBS = "only with `Recorder(thumbnails=True)` (the default) and image inputs"
 _FILTER_CHANGE = {
     "filter_cosine": "cosine similarity of the filter with itself at the previous snapshot",
     "filter_l2": "Euclidean distance to the previous snapshot's filter",
@@ -369,6 +370,42 @@ LAYOUT: Final[tuple[Var, ...]] = (
         "cross-entropy of the sample",
         group=EVAL_SET_GROUP,
     ),
+    Var(
+        "thumb_y",
+        ("thumb_y",),
+        _I64,
+        "thumbnail pixel row, 0..rows-1",
+        group=EVAL_SET_GROUP,
+        coord=True,
+        when=_THUMBS,
+    ),
+    Var(
+        "thumb_x",
+        ("thumb_x",),
+        _I64,
+        "thumbnail pixel column, 0..columns-1",
+        group=EVAL_SET_GROUP,
+        coord=True,
+        when=_THUMBS,
+    ),
+    Var(
+        "thumb_channel",
+        ("thumb_channel",),
+        _I64,
+        "thumbnail channel: one (grayscale) or three (red, green, blue)",
+        group=EVAL_SET_GROUP,
+        coord=True,
+        when=_THUMBS,
+    ),
+    Var(
+        "thumbnail",
+        ("sample", "thumb_y", "thumb_x", "thumb_channel"),
+        "uint8",
+        "the sample's input image, longer side at most 64 px (area-averaged), min-max scaled "
+        "to 0..255 per image; written once, when the log is created",
+        group=EVAL_SET_GROUP,
+        when=_THUMBS,
+    ),
     # ---- weights for resuming (not part of the Dataset)
     Var(
         "weights",
@@ -519,7 +556,10 @@ STEP_VARS: Final[Mapping[str, str]] = MappingProxyType(
 )
 #: Per-sample variables of every evaluation set on (snapshot, sample): name -> (dtype, fill).
 SAMPLE_VARS: Final[Mapping[str, tuple[str, object]]] = MappingProxyType(
-    {v.name: (v.dtype, v.fill_value) for v in layout(EVAL_SET_GROUP, coord=False)}
+    {
+        v.name: (v.dtype, v.fill_value)
+        for v in layout(EVAL_SET_GROUP, dims=("snapshot", "sample"), coord=False)
+    }
 )
 #: Per-filter change metrics on (snapshot, filter), float32, NaN at snapshot 0.
 FILTER_CHANGE_VARS: Final[tuple[str, ...]] = tuple(_FILTER_CHANGE)

@@ -531,15 +531,21 @@ class LogStore:
         values: Any,
         dims: Sequence[str],
         attrs: Mapping[str, Any] | None = None,
+        chunks: Sequence[int] | None = None,
     ) -> None:
-        """Write an array that never changes (a coordinate such as ``layer_name``)."""
+        """Write an array that never changes (a coordinate such as ``layer_name``).
+
+        ``chunks`` overrides the default chunk shape (every axis up to 8192).
+        """
         values = np.asarray(values)
         if is_string(values.dtype):
             values = values.astype(str).astype(object)
             fill: Any = ""
         else:
             fill = np.nan if values.dtype.kind == "f" else 0
-        chunks = tuple(max(1, min(int(s), WIDE_CHUNK)) for s in values.shape)
+        if chunks is None:
+            chunks = tuple(max(1, min(int(s), WIDE_CHUNK)) for s in values.shape)
+        chunks = tuple(int(c) for c in chunks)
         meta = array_meta(values.shape, chunks, values.dtype, fill, dims, attrs=attrs)
         self.write_json(f"{key}/zarr.json", meta)
         self._metas[key] = meta
