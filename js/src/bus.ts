@@ -61,7 +61,13 @@ export class LinkBus {
   }
 }
 
-const buses = new Map<string, LinkBus>();
+// anywidget imports each widget's module from a blob URL of its own, so two views in one page
+// run separate copies of this module: the registry lives on the page's global object, where
+// every copy finds it.
+const REGISTRY = "__filterscopeLinkBuses";
+const page = globalThis as Record<string, unknown>;
+if (!(page[REGISTRY] instanceof Map)) page[REGISTRY] = new Map<string, LinkBus>();
+const buses = page[REGISTRY] as Map<string, LinkBus>;
 
 /**
  * The bus of `linkId`, shared by every view in this page that asks for it; an empty id gives a
