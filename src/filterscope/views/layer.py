@@ -1,0 +1,366 @@
+"""LayerView: DeepTracker's layer view, a collapsible tree of per-node charts over training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import traitlets
+import xarray as xr
+from traitlets import Bool, Bunch, Dict, Int, List, Tuple, Unicode
+
+from filterscope.dynamics.layer_view import (
+    CHARTS,
+    DEFAULT_THRESHOLDS,
+    MEAN_ABS,
+    VARIABLES,
+    filter_rows,
+    lowest_cosine_filters,
+    metric_extent,
+    node_series,
+    snapshot_window,
+    statistics,
+)
+from filterscope.errors import InvalidParameterError, InvalidSelectionError
+from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
+from filterscope.views._data import index_of
+from filterscope.views._serialization import ARRAY_SERIALIZATION
+from filterscope.views.selection import Selection, check_window, unique_steps
+
+DEFAULT_MAX_POINTS = 800
+"""Columns asked of the index for the node charts and a layer's filter rows."""
+
+NORMALIZE = ("global", "filter", "snapshot")
+"""How a layer's filter rows are coloured: one range for all, per filter row, per snapshot."""
+
+_PAGE = {PAGE_WRITABLE: True}
+_VARIABLES = [
+    "weight_stat",
+    "grad_stat",
+    "change_ratio",
+    "filter_cosine",
+    "snapshot_step",
+    "layer_name",
+    "layer_stage",
+    "layer_block",
+]
+
+
+def _whole(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidSelectionError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+class LayerView(ViewWidget):
+    """DeepTracker's layer view: the model's stage → block → layer tree, one chart per node.
+
+    Each node of the tree (the model, its stages, blocks and layers) gets one chart over the
+    run: a horizon graph by default (the mean magnitude of the gradient per parameter, ``l1 /
+    n``), a line, a box plot (min, q1, mean, q3, max: node quartiles are weighted averages of
+    their layers') or stacked change-ratio bands (the fraction of weights with ``|g / w| <= t``
+    for ``t`` in 0.1, 0.01, 0.001, 0.0001). Expanding a layer shows its filters as a pixel
+    chart, one row per filter coloured by the cosine similarity between consecutive snapshots,
+    asked of the kernel when the layer opens. Picking iterations (``picked_steps``, shared with
+    ModelInfo) lists the 10 filters with the lowest cosine there (the intersection for several
+    picks) in ``changed_filters`` and expands the tree to them. The time axis (hover, zoom) is
+    shared with the other views of the same selection.
+
+    Parameters
+    ----------
+    log : xarray.Dataset
+        A filterscope log from :func:`filterscope.open_log`, with ``weight_stat``,
+        ``grad_stat``, ``change_ratio`` and ``filter_cosine``.
+    selection : Selection, optional
+        Links ``picked_steps``, ``time_window``, ``layer`` and ``filter_index``.
+    max_points : int, default 800
+        Columns asked of the index: longer runs arrive as bucket means.
+    chart, variable, stat, same_scale, normalize : optional
+        Initial values of the traits of the same names.
+
+    Attributes
+    ----------
+    chart : {"horizon", "line", "box", "bands"}
+    variable : {"gradient", "weight"}
+    stat : str
+        ``"mean_abs"`` or a label of the log's ``stat`` (horizon and line charts).
+    same_scale : bool
+        One value range for every node's chart instead of one per chart.
+    normalize : {"global", "filter", "snapshot"}
+        Colour range of the filter rows: the run's whole range, per filter (default), per
+        snapshot.
+    expanded : list of str
+        Open tree nodes.
+    layer, filter_index, picked_steps, time_window
+        The shared selection: a layer name, a position on the flat ``filter`` axis, picked
+        steps, the visible step window.
+    changed_filters : list of dict (read-only)
+        The lowest-cosine filters at the picks: ``filter``, ``layer``, ``channel``.
+    tree, series : dict (read-only)
+        What the page draws; shapes in ``docs/api.md``.
+
+    Raises
+    ------
+    InvalidParameterError
+        On a bad ``max_points`` or initial choice.
+    InvalidSelectionError
+        When a trait is set to a value outside its choices (the previous value stays; the same
+        from the page is refused and re-sent).
+
+    Examples
+    --------
+    >>> import filterscope as fs
+    >>> view = fs.LayerView(fs.open_log("runs/demo"))  # doctest: +SKIP
+    >>> view.picked_steps = [1200]  # doctest: +SKIP
+    >>> view.changed_filters[:2]  # doctest: +SKIP
+    """
+
+    _view = Unicode("layer", read_only=True).tag(sync=True)
+    _selection_traits = ("picked_steps", "time_window", "layer", "filter_index")
+    tree = Dict(read_only=True).tag(sync=True, **ARRAY_SERIALIZATION)
+    series = Dict(read_only=True).tag(sync=True, **ARRAY_SERIALIZATION)
+    changed_filters = List(Dict(), read_only=True).tag(sync=True)
+    chart = Unicode("horizon").tag(sync=True, **_PAGE)
+    variable = Unicode("gradient").tag(sync=True, **_PAGE)
+    stat = Unicode(MEAN_ABS).tag(sync=True, **_PAGE)
+    same_scale = Bool(False).tag(sync=True, **_PAGE)
+    normalize = Unicode("filter").tag(sync=True, **_PAGE)
+    expanded = List(Unicode(), default_value=["model"]).tag(sync=True, **_PAGE)
+    layer = Unicode(default_value=None, allow_none=True).tag(sync=True, **_PAGE)
+    filter_index = Int(default_value=None, allow_none=True).tag(sync=True, **_PAGE)
+    picked_steps = List(Int()).tag(sync=True, **_PAGE)
+    time_window = Tuple(Int(), Int(), default_value=None, allow_none=True).tag(sync=True, **_PAGE)
+
+    def __init__(
+        self,
+        log: xr.Dataset,
+        *,
+        selection: Selection | None = None,
+        max_points: int = DEFAULT_MAX_POINTS,
+        **choices: Any,
+    ) -> None:
+        log = require_log(log, ["weight_stat", "grad_stat", "change_ratio", "filter_cosine"])
+        if (
+            isinstance(max_points, bool)
+            or not isinstance(max_points, int | np.integer)
+            or max_points < 2
+        ):
+            raise InvalidParameterError(
+                f"max_points must be an integer >= 2 (columns of the charts), got {max_points!r}"
+            )
+        known = {"chart", "variable", "stat", "same_scale", "normalize"}
+        unknown = sorted(set(choices) - known)
+        if unknown:
+            raise InvalidParameterError(f"LayerView takes no {unknown}; it takes {sorted(known)}")
+        self._log = log
+        self._columns = int(max_points)
+        self._index = index_of(log, _VARIABLES)
+        nodes = self._index.nodes()
+        self._nodes = [str(n) for n in nodes["node"].values]
+        self._layer_names = [str(n) for n in log["layer_name"].values]
+        self._filter_count = int(log.sizes["filter"])
+        self._stats = statistics(self._index)
+        snap_steps = np.asarray(log["snapshot_step"].values, dtype=np.int64)
+        steps = np.asarray(log["step"].values, dtype=np.int64) if "step" in log.dims else snap_steps
+        every = np.concatenate([steps, snap_steps])
+        self._step_range = (int(every.min()), int(every.max())) if every.size else (0, 0)
+        filters = (
+            dict(zip(self._layer_names, map(int, log["layer_filters"].values), strict=True))
+            if "layer_filters" in log.coords
+            else {}
+        )
+        lo, hi = metric_extent(self._index)
+        self.set_trait(
+            "tree",
+            {
+                "step_range": list(self._step_range),
+                "snapshot_step": snap_steps,
+                "nodes": [
+                    {
+                        "name": name,
+                        "level": str(level),
+                        "parent": str(parent),
+                        "params": int(params),
+                        "layer": name in filters,
+                        "filters": filters.get(name, 0),
+                    }
+                    for name, level, parent, params in zip(
+                        self._nodes,
+                        nodes["node_level"].values,
+                        nodes["node_parent"].values,
+                        nodes["node_params"].values,
+                        strict=True,
+                    )
+                ],
+                "stats": self._stats,
+                "thresholds": list(DEFAULT_THRESHOLDS),
+                "cosine_range": [lo, hi],
+            },
+        )
+        for name, value in choices.items():
+            setattr(self, name, value)  # validated below; a bad one raises
+        self._update_series()
+        super().__init__(selection=selection)
+        self.observe(lambda _: self._update_series(), ["chart", "variable", "stat", "time_window"])
+        self.observe(lambda _: self._update_changed(), ["picked_steps"])
+        self.observe(self._show_layer, ["layer"])
+        if self.time_window is not None:
+            self._update_series()
+        self._update_changed()
+
+    # ------------------------------------------------------------------ data
+    def _time(self, window: tuple[int, int] | None) -> slice | None:
+        return None if window is None else snapshot_window(self._index, *window)
+
+    def _update_series(self) -> None:
+        chart = self.chart
+        data = node_series(
+            self._index,
+            variable=self.variable,
+            chart=chart,
+            stat=self.stat,
+            time=self._time(self.time_window),
+            columns=self._columns,
+        )
+        self.set_trait(
+            "series",
+            {
+                "chart": chart,
+                "variable": self.variable,
+                "stat": self.stat,
+                "parts": [str(p) for p in data["part"].values],
+                "x": np.asarray(data["snapshot_step"].values, dtype=np.int64),
+                "level": int(data.attrs["level"]),
+                "approximate": data.attrs["approximate"],
+                "values": data.values.astype(np.float32),
+            },
+        )
+
+    def _update_changed(self) -> None:
+        table = lowest_cosine_filters(self._log, self.picked_steps) if self.picked_steps else None
+        rows = (
+            []
+            if table is None
+            else [
+                {"filter": int(f), "layer": str(layer), "channel": int(c)}
+                for f, layer, c in zip(
+                    table["filter"], table["layer"], table["channel"], strict=True
+                )
+            ]
+        )
+        self.set_trait("changed_filters", rows)
+        if rows:
+            self.expanded = self._with_ancestors(self.expanded, [str(r["layer"]) for r in rows])
+
+    def _show_layer(self, change: Bunch) -> None:
+        """A layer selected anywhere (another view, user code) shows: its parents open."""
+        parent = {n["name"]: n["parent"] for n in self.tree["nodes"]}.get(change.new)
+        if parent:
+            self.expanded = self._with_ancestors(self.expanded, [parent])
+
+    def _with_ancestors(self, opened: list[str], layers: list[str]) -> list[str]:
+        parent = {n["name"]: n["parent"] for n in self.tree["nodes"]}
+        out = list(opened)
+        for name in layers:
+            node = name
+            while node and node in parent:
+                if node not in out:
+                    out.append(node)
+                node = parent[node]
+        return out
+
+    @request("filters")
+    def _filters(
+        self,
+        layer: str,
+        start: int | None = None,
+        stop: int | None = None,
+        columns: int | None = None,
+    ) -> dict[str, Any]:
+        """One layer's filters over time: ``filter_cosine`` rows at the level that fits."""
+        if not isinstance(layer, str) or layer not in self._layer_names:
+            raise InvalidSelectionError(
+                f"layer must be a layer name of this log, e.g. {self._layer_names[:4]}; "
+                f"got {layer!r}"
+            )
+        cols = self._columns if columns is None else _whole("columns", columns)
+        if not 2 <= cols <= 4 * self._columns:
+            raise InvalidSelectionError(f"columns must be in 2..{4 * self._columns}, got {cols}")
+        window = None
+        if start is not None or stop is not None:
+            window = check_window("window", (_whole("start", start), _whole("stop", stop)))
+        rows = filter_rows(self._index, layer, time=self._time(window), columns=cols)
+        return {
+            "layer": layer,
+            "filters": np.asarray(rows["filter"].values, dtype=np.int64),
+            "channels": np.asarray(rows["filter_channel"].values, dtype=np.int64),
+            "x": np.asarray(rows["snapshot_step"].values, dtype=np.int64),
+            "level": int(rows.attrs["level"]),
+            "values": rows.values.astype(np.float32),
+        }
+
+    # ------------------------------------------------------------------ validation
+    @staticmethod
+    def _choice(name: str, value: Any, choices: list[str] | tuple[str, ...]) -> Any:
+        if value not in choices:
+            raise InvalidSelectionError(f"{name} must be one of {list(choices)}, got {value!r}")
+        return value
+
+    @traitlets.validate("chart")
+    def _valid_chart(self, proposal: Bunch) -> str:
+        return str(self._choice("chart", proposal.value, CHARTS))
+
+    @traitlets.validate("variable")
+    def _valid_variable(self, proposal: Bunch) -> str:
+        return str(self._choice("variable", proposal.value, tuple(VARIABLES)))
+
+    @traitlets.validate("stat")
+    def _valid_stat(self, proposal: Bunch) -> str:
+        return str(self._choice("stat", proposal.value, self._stats))
+
+    @traitlets.validate("normalize")
+    def _valid_normalize(self, proposal: Bunch) -> str:
+        return str(self._choice("normalize", proposal.value, NORMALIZE))
+
+    @traitlets.validate("expanded")
+    def _valid_expanded(self, proposal: Bunch) -> list[str]:
+        bad = [n for n in proposal.value if n not in self._nodes]
+        if bad:
+            raise InvalidSelectionError(
+                f"expanded holds tree nodes, e.g. {self._nodes[:4]}; {bad[:3]} are not"
+            )
+        return list(dict.fromkeys(proposal.value))
+
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal: Bunch) -> str | None:
+        if proposal.value is not None and proposal.value not in self._layer_names:
+            raise InvalidSelectionError(
+                f"layer must be a layer name of this log, e.g. {self._layer_names[:4]}; "
+                f"got {proposal.value!r}"
+            )
+        return proposal.value
+
+    @traitlets.validate("filter_index")
+    def _valid_filter(self, proposal: Bunch) -> int | None:
+        value = proposal.value
+        if value is not None and (isinstance(value, bool) or not 0 <= value < self._filter_count):
+            raise InvalidSelectionError(
+                f"filter_index is a position on the filter axis, 0..{self._filter_count - 1}; "
+                f"got {value!r}"
+            )
+        return value
+
+    @traitlets.validate("picked_steps")
+    def _valid_picks(self, proposal: Bunch) -> list[int]:
+        steps = unique_steps("picked_steps", proposal.value)
+        lo, hi = self._step_range
+        outside = [s for s in steps if not lo <= s <= hi]
+        if outside:
+            raise InvalidSelectionError(
+                f"picked_steps must be steps of this run ({lo} to {hi}); got {outside[:5]}"
+            )
+        return steps
+
+    @traitlets.validate("time_window")
+    def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
+        return check_window("time_window", proposal.value)
