@@ -8,13 +8,19 @@
  */
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
+import { renderCube } from "./cube";
+import { renderLayer } from "./layer";
 import { renderModelInfo } from "./model_info";
+import { renderValidation } from "./validation";
 import { initializeModel } from "./view";
 
 type ViewRender = (props: { model: AnyModel; el: HTMLElement }) => () => void;
 
 const VIEWS: Record<string, ViewRender> = {
+  cube: renderCube as unknown as ViewRender,
+  layer: renderLayer as unknown as ViewRender,
   model_info: renderModelInfo as unknown as ViewRender,
+  validation: renderValidation as unknown as ViewRender,
 };
 
 export default {

@@ -40,17 +40,25 @@ _LAZY: dict[str, str] = {
     "extract": "filterscope.gmm.extract",
     "analyze": "filterscope.gmm.analyze",
     "ModelInfo": "filterscope.views.model_info",
+    "LayerView": "filterscope.views.layer",
+    "CubeView": "filterscope.views.cube",
+    "ValidationView": "filterscope.views.validation",
+    "Dashboard": "filterscope.views.board",
+    "dashboard": "filterscope.views.board",
     "write_report": "filterscope.plots.report",
 }
 _SUBMODULES = {"log", "models", "data", "gmm", "index", "dynamics", "views", "plots"}
 
 __all__ = [
+    "CubeView",
+    "Dashboard",
     "FilterGMM",
     "FilterscopeError",
     "InvalidDataError",
     "InvalidModelError",
     "InvalidParameterError",
     "InvalidSelectionError",
+    "LayerView",
     "LogAccessError",
     "LogExistsError",
     "LogFormatError",
@@ -58,8 +66,10 @@ __all__ = [
     "NonFiniteError",
     "NotFittedError",
     "Recorder",
+    "ValidationView",
     "__version__",
     "analyze",
+    "dashboard",
     "data",
     "dynamics",
     "extract",
@@ -99,4 +109,8 @@ if TYPE_CHECKING:
     from filterscope.log.reader import open_log
     from filterscope.log.recorder import Recorder
     from filterscope.plots.report import write_report
+    from filterscope.views.board import Dashboard, dashboard
+    from filterscope.views.cube import CubeView
+    from filterscope.views.layer import LayerView
     from filterscope.views.model_info import ModelInfo
+    from filterscope.views.validation import ValidationView

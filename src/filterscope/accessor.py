@@ -29,7 +29,11 @@ import xarray as xr
 
 if TYPE_CHECKING:
     from filterscope.index.core import Index
+    from filterscope.views.board import Dashboard
+    from filterscope.views.cube import CubeView
+    from filterscope.views.layer import LayerView
     from filterscope.views.model_info import ModelInfo
+    from filterscope.views.validation import ValidationView
 
 
 @xr.register_dataset_accessor("filterscope")
@@ -39,11 +43,35 @@ class FilterscopeAccessor:
     def __init__(self, log: xr.Dataset) -> None:
         self._log = log
 
+    def dashboard(self, **kwargs: Any) -> Dashboard:
+        """Every view of the log, linked by one selection; see :class:`filterscope.Dashboard`."""
+        from filterscope.views.board import Dashboard
+
+        return Dashboard(self._log, **kwargs)
+
     def model_info(self, **kwargs: Any) -> ModelInfo:
         """Line charts of loss, error and learning rate; see :class:`filterscope.ModelInfo`."""
         from filterscope.views.model_info import ModelInfo
 
         return ModelInfo(self._log, **kwargs)
+
+    def cube_view(self, **kwargs: Any) -> CubeView:
+        """DeepTracker's cube of layers, classes and iterations; see :class:`filterscope.CubeView`."""
+        from filterscope.views.cube import CubeView
+
+        return CubeView(self._log, **kwargs)
+
+    def layer_view(self, **kwargs: Any) -> LayerView:
+        """DeepTracker's layer tree of per-node charts; see :class:`filterscope.LayerView`."""
+        from filterscope.views.layer import LayerView
+
+        return LayerView(self._log, **kwargs)
+
+    def validation_view(self, **kwargs: Any) -> ValidationView:
+        """DeepTracker's class → image heat lines; see :class:`filterscope.ValidationView`."""
+        from filterscope.views.validation import ValidationView
+
+        return ValidationView(self._log, **kwargs)
 
     def index(self, *, build: bool = True, progress: bool | None = None) -> Index:
         """The log's index, opened or built in its store; see :func:`filterscope.index_of`."""

@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 from filterscope.dynamics.arrays import from_arrays
+from filterscope.dynamics.cube import cube_faces, flags_in_buckets
 from filterscope.dynamics.filters import (
     CHANGE_METRICS,
     anomaly_counts,
@@ -54,6 +55,8 @@ __all__ = [
     "class_error",
     "class_error_values",
     "class_order",
+    "cube_faces",
+    "flags_in_buckets",
     "forgetting",
     "from_arrays",
     "layer_class_correlation",

@@ -21,7 +21,19 @@ Examples
 from __future__ import annotations
 
 import filterscope.accessor  # noqa: F401  - registers Dataset.filterscope
+from filterscope.views.board import Dashboard, dashboard
+from filterscope.views.cube import CubeView
+from filterscope.views.layer import LayerView
 from filterscope.views.model_info import ModelInfo
 from filterscope.views.selection import Selection
+from filterscope.views.validation import ValidationView
 
-__all__ = ["ModelInfo", "Selection"]
+__all__ = [
+    "CubeView",
+    "Dashboard",
+    "LayerView",
+    "ModelInfo",
+    "Selection",
+    "ValidationView",
+    "dashboard",
+]
