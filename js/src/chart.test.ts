@@ -78,7 +78,7 @@ describe("LineChart", () => {
     const axis = new TimeAxis([0, 20], [0, 10, 20]);
     const c = new LineChart(spec, axis, new GroupColors(), { xAxis, height: 150 });
     document.body.append(c.root);
-    c.resize(500);
+    c.resize(700);
     return { axis, c };
   }
 
@@ -119,8 +119,9 @@ describe("LineChart", () => {
     ]);
     axis.setHover(10);
     const hover = c.root.querySelector("line.fs-hover");
-    // The plot spans x = 60..486 for steps 0..20, so step 10 sits at 273.
-    expect(hover?.getAttribute("x1")).toBe("273");
+    // The plot spans the shared time-axis area, x = 200..520 of 700, for steps 0..20, so step
+    // 10 sits at 360.
+    expect(hover?.getAttribute("x1")).toBe("360");
     expect(c.root.querySelector(".fs-readout")?.textContent).toBe("train 0.5–0.75 · val 0.4");
     axis.setHover(null);
     expect(c.root.querySelector("line.fs-hover")).toBeNull();
@@ -133,7 +134,8 @@ describe("LineChart", () => {
     // Points from the one just before the window (step 10, left of the plot, clipped) onwards.
     const d = c.root.querySelector("path.fs-line")?.getAttribute("d") ?? "";
     expect(d.match(/[ML]/g)?.length).toBe(2);
-    expect(d.startsWith("M-46.5,")).toBe(true);
+    // x = 200 + (10 - 12) / 8 * 320.
+    expect(d.startsWith("M120,")).toBe(true);
     expect([...c.root.querySelectorAll("text")].map((t) => t.textContent)).toContain("16");
     c.destroy();
     expect(c.root.isConnected).toBe(false);

@@ -20,7 +20,7 @@ import {
   tickStep,
 } from "./scale";
 import { type GroupColors, pickColor } from "./theme";
-import type { AxisChange, TimeAxis } from "./timeaxis";
+import { type AxisChange, TIME_AXIS_LAYOUT, type TimeAxis, timeAxisArea } from "./timeaxis";
 import type { NdArray, TypedArray } from "./transport";
 
 export interface LineData {
@@ -50,9 +50,8 @@ export interface ChartOptions {
 }
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-/** Left margin: room for y tick labels such as "-1.2e-4". */
-export const PLOT_LEFT = 60;
-const PLOT_RIGHT = 14;
+/** Left edge of the plot area: the shared time-axis gutter (y tick labels sit in it). */
+export const PLOT_LEFT = TIME_AXIS_LAYOUT.left;
 const PLOT_TOP = 6;
 const X_AXIS_HEIGHT = 24;
 /** Above this many visible points the per-point dots would only blur the line. */
@@ -309,7 +308,7 @@ export class LineChart {
   }
 
   private get plotWidth(): number {
-    return Math.max(this.width - PLOT_LEFT - PLOT_RIGHT, 10);
+    return timeAxisArea(this.width).width;
   }
 
   private get plotHeight(): number {

@@ -20,6 +20,7 @@ import {
   zoomWindow,
 } from "./cube";
 import { encode, FakeModel } from "./test_helpers";
+import { TIME_AXIS_LAYOUT, timeAxisArea } from "./timeaxis";
 import widget from "./widget";
 
 describe("cube layout", () => {
@@ -41,14 +42,29 @@ describe("cube layout", () => {
     expect(l.right.x + l.right.width).toBeLessThanOrEqual(800);
   });
 
-  it("caps the rows shown and keeps the front face wide on a narrow page", () => {
+  it("caps the rows shown; the right face holds as many classes as the right margin", () => {
     const l = cubeLayout(800, 53, 1000);
     expect(l.layerRows).toBe(LAYOUT.maxLayerRows);
-    expect(l.classRows).toBe(LAYOUT.maxClassRows);
-    const narrow = cubeLayout(400, 53, 1000);
-    expect(narrow.front.width).toBeGreaterThanOrEqual(LAYOUT.minFrontWidth);
-    expect(narrow.classRows).toBeLessThan(LAYOUT.maxClassRows);
-    expect(narrow.right.width).toBe(narrow.classRows * LAYOUT.classPx);
+    const room = Math.floor((LAYOUT.right - LAYOUT.gap - LAYOUT.pad) / LAYOUT.classPx);
+    expect(l.classRows).toBe(Math.min(room, LAYOUT.maxClassRows));
+    expect(l.right.width).toBe(l.classRows * LAYOUT.classPx);
+    expect(l.right.x + l.right.width).toBeLessThanOrEqual(800 - LAYOUT.pad);
+    // A wider page widens the iteration axis, never the right face.
+    const wide = cubeLayout(1600, 53, 1000);
+    expect(wide.classRows).toBe(l.classRows);
+    expect(wide.front.width).toBe(l.front.width + 800);
+  });
+
+  it("puts the iteration axis on the shared time-axis plot area", () => {
+    for (const width of [640, 800, 1234]) {
+      const l = cubeLayout(width, 10, 30);
+      const area = timeAxisArea(width);
+      for (const face of [l.top, l.front]) {
+        expect(face.x).toBe(TIME_AXIS_LAYOUT.left);
+        expect(face.x).toBe(area.left);
+        expect(face.x + face.width).toBe(width - TIME_AXIS_LAYOUT.right);
+      }
+    }
   });
 });
 

@@ -5,9 +5,12 @@
  *  classes │ top:   classes × iterations (accuracy, ▲ where flagged)
  *  layers  │ front: layers × iterations (mean |grad|) │ right: layers × classes (correlation)
  * ```
- * The top face sits above the front face and shares its iteration axis; the right face sits
- * beside it and shares its layer axis, and its columns are the top face's rows (the class axis
- * is the cube's depth). Scrolling the front or right face scrolls the layers of both; scrolling
+ * The top face sits above the front face and shares its iteration axis, which is the shared
+ * time-axis plot area of every view (`TIME_AXIS_LAYOUT`: layer and class names in the left
+ * gutter), so a step is at the same x as in the other views of a dashboard and each bucket is
+ * placed by its steps on the same linear scale. The right face sits beside the front face, in
+ * the right margin of that contract, and shares its layer axis; its columns are the top face's
+ * rows (the class axis is the cube's depth), as many classes as the margin holds. Scrolling the front or right face scrolls the layers of both; scrolling
  * the top face scrolls the classes of the top and right faces (locally); zooming time (drag or
  * shift+wheel on the front or top face) asks the kernel for the window at the finer index level
  * and tells linked views on the bus. Clicking a cell sets `layer`, `class_` and `picked_steps`
@@ -17,8 +20,9 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { type ColorScale, cellLayout, colorScale, type RGBA, rasterize, VIRIDIS } from "./canvas";
-import { formatStep } from "./scale";
+import { formatStep, type LinearScale, linearScale } from "./scale";
 import { pickColor, ROOT_CLASS } from "./theme";
+import { TIME_AXIS_LAYOUT } from "./timeaxis";
 import type { EncodedArray } from "./transport";
 import { type Decoded, decodeTree } from "./transport";
 import { mountView, type ViewContext, type ViewDefinition } from "./view";
@@ -94,31 +98,38 @@ export interface CubeLayout {
 }
 
 export interface LayoutOptions {
-  labelWidth: number;
+  /** Left edge of the iteration axis (top and front faces): the shared time-axis gutter. */
+  left: number;
+  /** Room right of the iteration axis (the shared right margin): the right face sits in it. */
+  right: number;
+  /** Empty room left of the row labels, and right of the right face. */
+  pad: number;
   layerPx: number;
   classPx: number;
   maxLayerRows: number;
   maxClassRows: number;
   gap: number;
   axisHeight: number;
-  minFrontWidth: number;
 }
 
 export const LAYOUT: LayoutOptions = {
-  labelWidth: 150,
+  left: TIME_AXIS_LAYOUT.left,
+  right: TIME_AXIS_LAYOUT.right,
+  pad: 12,
   layerPx: 12,
   classPx: 12,
   maxLayerRows: 40,
   maxClassRows: 24,
   gap: 6,
   axisHeight: 18,
-  minFrontWidth: 120,
 };
 
 /**
  * Unfold the cube in `width` pixels: the top face above the front face (same x range: the
- * iteration axis), the right face beside the front face (same y range: the layer axis) and as
- * wide as the top face is high (one class per `classPx`, the cube's depth).
+ * iteration axis, which is the shared time-axis plot area `[left, width - right]` of every view,
+ * so a step lines up with the other views of a dashboard), the right face beside the front face
+ * (same y range: the layer axis), inside the right margin, and as wide as the top face is high
+ * (one class per `classPx`, the cube's depth: as many classes as the margin holds).
  */
 export function cubeLayout(
   width: number,
@@ -128,13 +139,12 @@ export function cubeLayout(
 ): CubeLayout {
   const o = { ...LAYOUT, ...options };
   const layerRows = Math.max(Math.min(nLayers, o.maxLayerRows), 0);
-  let classRows = Math.max(Math.min(nClasses, o.maxClassRows), 0);
-  // The right face gives up classes before the front face drops below its minimum width.
-  const spare = width - o.labelWidth - 2 * o.gap - o.minFrontWidth;
-  classRows = Math.max(Math.min(classRows, Math.floor(spare / o.classPx)), 0);
+  // The right face lives in the right margin: it shows as many classes as fit there.
+  const room = Math.floor((o.right - o.gap - o.pad) / o.classPx);
+  const classRows = Math.max(Math.min(nClasses, o.maxClassRows, room), 0);
   const depth = classRows * o.classPx;
-  const frontWidth = Math.max(width - o.labelWidth - 2 * o.gap - depth, 0);
-  const x = o.labelWidth;
+  const frontWidth = Math.max(Math.floor(width) - o.left - o.right, TIME_AXIS_LAYOUT.minWidth);
+  const x = o.left;
   const top: Rect = { x, y: 0, width: frontWidth, height: depth };
   const frontY = depth + (depth > 0 ? o.gap : 0);
   const front: Rect = { x, y: frontY, width: frontWidth, height: layerRows * o.layerPx };
@@ -147,8 +157,8 @@ export function cubeLayout(
   return {
     width,
     height: front.y + front.height + o.axisHeight,
-    classLabels: { x: 0, y: 0, width: o.labelWidth - 4, height: depth },
-    layerLabels: { x: 0, y: frontY, width: o.labelWidth - 4, height: front.height },
+    classLabels: { x: o.pad, y: 0, width: o.left - o.pad - 4, height: depth },
+    layerLabels: { x: o.pad, y: frontY, width: o.left - o.pad - 4, height: front.height },
     top,
     front,
     right,
@@ -181,6 +191,29 @@ export function rowAt(axis: RowAxis, px: number, rowPx: number): number | null {
 export function bucketAt(x: number, width: number, n: number): number | null {
   if (n <= 0 || width <= 0 || x < 0 || x >= width) return null;
   return Math.min(Math.floor((x / width) * n), n - 1);
+}
+
+/**
+ * The bucket whose span holds `step` (the last one starting at or before it), or null outside
+ * `starts[0]..stops[n - 1]`.
+ */
+export function bucketOfStep(
+  step: number,
+  starts: ArrayLike<number> & { length: number },
+  stops: ArrayLike<number>,
+): number | null {
+  const n = starts.length;
+  if (n === 0 || !(step >= (starts[0] as number)) || step > (stops[n - 1] as number) + 1) {
+    return null;
+  }
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if ((starts[mid] as number) <= step) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 /** Pixel x of `step` in a face of `width` whose buckets span `starts[i]..stops[i]` steps. */
@@ -343,7 +376,7 @@ export function subGrid(
 
 const STYLE_ID = "filterscope-cube-styles";
 const CSS = `
-.${ROOT_CLASS}.${CUBE_CLASS} .fs-cube-stage { position: relative; margin: 0 12px; }
+.${ROOT_CLASS}.${CUBE_CLASS} .fs-cube-stage { position: relative; margin: 0; }
 .${ROOT_CLASS}.${CUBE_CLASS} canvas.fs-face {
   position: absolute; display: block; outline: 1px solid var(--fs-grid); cursor: crosshair;
 }
@@ -354,7 +387,7 @@ const CSS = `
 }
 .${ROOT_CLASS}.${CUBE_CLASS} .fs-cube-label.fs-selected { color: var(--fs-fg); font-weight: 600; }
 .${ROOT_CLASS}.${CUBE_CLASS} .fs-cube-axis {
-  position: absolute; display: flex; justify-content: space-between;
+  position: absolute; display: flex; justify-content: space-between; white-space: nowrap;
   font-size: 10px; color: var(--fs-fg-muted);
 }
 .${ROOT_CLASS}.${CUBE_CLASS} .fs-cube-hover {
@@ -493,11 +526,7 @@ class CubeView {
     );
     this.brushBox.hidden = true;
 
-    this.layout = cubeLayout(
-      context.width - 24,
-      this.meta.layers.length,
-      this.faces.classes.length,
-    );
+    this.layout = cubeLayout(context.width, this.meta.layers.length, this.faces.classes.length);
     this.layers = { offset: 0, visible: this.layout.layerRows, total: this.meta.layers.length };
     this.classes = { offset: 0, visible: this.layout.classRows, total: this.faces.classes.length };
 
@@ -526,7 +555,7 @@ class CubeView {
   }
 
   resize(width: number): void {
-    this.layout = cubeLayout(width - 24, this.meta.layers.length, this.faces.classes.length);
+    this.layout = cubeLayout(width, this.meta.layers.length, this.faces.classes.length);
     this.layers = scrollRows({ ...this.layers, visible: this.layout.layerRows }, 0);
     this.classes = scrollRows(
       { ...this.classes, visible: this.layout.classRows, total: this.faces.classes.length },
@@ -600,18 +629,53 @@ class CubeView {
     this.load();
   }
 
+  // ---- time axis -----------------------------------------------------------------------------
+
+  /** The visible steps: the zoom window, else the whole run (as every view's time axis). */
+  private get steps(): [number, number] {
+    return this.window ?? this.meta.step_range;
+  }
+
+  /** Steps → x in a face `width` pixels wide: linear, as the other views' time axes. */
+  private timeScale(width: number): LinearScale {
+    return linearScale(this.steps, [0, width]);
+  }
+
+  /** The bucket drawn at `x` pixels into a time face, or null. */
+  private bucketAtX(x: number, width: number): number | null {
+    if (x < 0 || x > width) return null;
+    const f = this.faces;
+    const step = this.timeScale(width).invert(x);
+    return bucketOfStep(step, f.bucket_step_start.data, f.bucket_step_stop.data);
+  }
+
+  /** Bucket of every device-pixel column of a time face `w` device pixels wide (-1: none). */
+  private columnsOf(w: number): Int32Array {
+    const f = this.faces;
+    const scale = linearScale(this.steps, [0, w]);
+    const out = new Int32Array(w);
+    for (let p = 0; p < w; p++) {
+      const b = bucketOfStep(
+        Math.round(scale.invert(p + 0.5)),
+        f.bucket_step_start.data,
+        f.bucket_step_stop.data,
+      );
+      out[p] = b ?? -1;
+    }
+    return out;
+  }
+
   // ---- pointer -------------------------------------------------------------------------------
 
   private hit(face: Face, x: number, y: number): Hit {
     const L = LAYOUT;
-    const n = this.faces.bucket_step_start.data.length;
     const r = this.layout[face];
     if (face === "front") {
       return {
         face,
         layer: rowAt(this.layers, y, L.layerPx),
         cls: null,
-        bucket: bucketAt(x, r.width, n),
+        bucket: this.bucketAtX(x, r.width),
       };
     }
     if (face === "top") {
@@ -619,7 +683,7 @@ class CubeView {
         face,
         layer: null,
         cls: rowAt(this.classes, y, L.classPx),
-        bucket: bucketAt(x, r.width, n),
+        bucket: this.bucketAtX(x, r.width),
       };
     }
     return {
@@ -637,15 +701,12 @@ class CubeView {
       return { x: event.clientX - box.left, y: event.clientY - box.top };
     };
     const stepRange = (x0: number, x1: number): [number, number] | null => {
-      const n = this.faces.bucket_step_start.data.length;
       const w = this.layout[face].width;
-      const a = bucketAt(Math.max(Math.min(x0, x1), 0), w, n);
-      const b = bucketAt(Math.min(Math.max(x0, x1), w - 1), w, n);
-      if (a === null || b === null) return null;
-      return [
-        this.faces.bucket_step_start.data[a] as number,
-        this.faces.bucket_step_stop.data[b] as number,
-      ];
+      if (w <= 0) return null;
+      const scale = this.timeScale(w);
+      const a = scale.invert(Math.max(Math.min(x0, x1), 0));
+      const b = scale.invert(Math.min(Math.max(x0, x1), w));
+      return [Math.floor(a), Math.ceil(b)];
     };
     const onDown = (event: PointerEvent) => {
       down = local(event);
@@ -698,12 +759,9 @@ class CubeView {
     const onWheel = (event: WheelEvent) => {
       const p = local(event);
       if (event.shiftKey && face !== "right") {
-        const n = this.faces.bucket_step_start.data.length;
-        const starts = this.faces.bucket_step_start.data;
-        const stops = this.faces.bucket_step_stop.data;
-        if (n === 0) return;
+        if (this.faces.bucket_step_start.data.length === 0) return;
         event.preventDefault();
-        const current: [number, number] = [starts[0] as number, stops[n - 1] as number];
+        const current = this.steps;
         const delta = event.deltaY || event.deltaX;
         const next = zoomWindow(
           current,
@@ -773,6 +831,7 @@ class CubeView {
     rows: number,
     cols: number,
     scale: ColorScale,
+    time = false,
   ): CanvasRenderingContext2D | null {
     const canvas = this.canvases[face];
     const r = this.layout[face];
@@ -786,7 +845,12 @@ class CubeView {
     const ctx = canvas.getContext("2d");
     if (ctx === null || w === 0 || h === 0) return null;
     const image = ctx.createImageData(w, h);
-    if (rows > 0 && cols > 0) rasterize(grid, cellLayout(rows, cols, w, h), scale, image.data);
+    if (rows > 0 && cols > 0) {
+      const cells = cellLayout(rows, cols, w, h);
+      // Time faces place each bucket by its steps on the shared linear time axis.
+      const layout = time ? { ...cells, colOfPixel: this.columnsOf(cells.width) } : cells;
+      rasterize(grid, layout, scale, image.data);
+    }
     ctx.putImageData(image, 0, 0);
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     return ctx;
@@ -808,12 +872,19 @@ class CubeView {
 
     // Front: layers × buckets, each layer on its own log range.
     const front = subGrid(rowNormalize(f.front.data, nL, nB), nB, lay.offset, lay.visible);
-    const fctx = this.paint("front", front, lay.visible, nB, colorScale([0, 1], VIRIDIS));
+    const fctx = this.paint("front", front, lay.visible, nB, colorScale([0, 1], VIRIDIS), true);
     // Top: classes × buckets, accuracy, ▲ where flagged.
     const top = subGrid(f.top.data, nB, cla.offset, cla.visible);
-    const tctx = this.paint("top", top, cla.visible, nB, piecewiseScale([0, 1], ACCURACY_STOPS));
+    const tctx = this.paint(
+      "top",
+      top,
+      cla.visible,
+      nB,
+      piecewiseScale([0, 1], ACCURACY_STOPS),
+      true,
+    );
     if (tctx !== null) {
-      const colW = this.layout.top.width / Math.max(nB, 1);
+      const sx = this.timeScale(this.layout.top.width);
       const size = L.classPx - 3;
       tctx.fillStyle = "#111827";
       tctx.strokeStyle = "#ffffff";
@@ -821,7 +892,9 @@ class CubeView {
       for (let r = 0; r < cla.visible; r++) {
         for (let b = 0; b < nB; b++) {
           if ((f.flags.data[(cla.offset + r) * nB + b] as number) <= 0) continue;
-          const cx = (b + 0.5) * colW;
+          const start = f.bucket_step_start.data[b] as number;
+          const cx = sx((start + (f.bucket_step_stop.data[b] as number)) / 2);
+          if (cx < 0 || cx > this.layout.top.width) continue;
           const cy = r * L.classPx + L.classPx / 2;
           tctx.beginPath();
           tctx.moveTo(cx, cy - size / 2);
@@ -894,8 +967,8 @@ class CubeView {
       if (ctx === null) continue;
       const r = this.layout[face];
       picks.forEach((step, i) => {
-        const x = stepToX(step, f.bucket_step_start.data, f.bucket_step_stop.data, r.width);
-        if (x === null) return;
+        const x = this.timeScale(r.width)(step);
+        if (x < 0 || x > r.width) return;
         ctx.strokeStyle = pickColor(i);
         ctx.lineWidth = 1.5;
         ctx.beginPath();
@@ -977,19 +1050,18 @@ class CubeView {
       width: rr.width,
       height: LAYOUT.axisHeight,
     });
-    this.classAxis.hidden = rr.width < 60;
-    this.classAxis.replaceChildren(el("span", "", "classes (rows of the top face) →"));
+    this.classAxis.hidden = rr.width < 48;
+    // The right face sits in the narrow right margin of the shared time axis: a short caption.
+    this.classAxis.title = "classes: the rows of the top face";
+    this.classAxis.replaceChildren(el("span", "", "classes →"));
   }
 
   private drawHover(): void {
-    const f = this.faces;
     for (const [i, face] of (["top", "front"] as const).entries()) {
       const line = this.hoverLines[i] as HTMLElement;
       const r = this.layout[face];
-      const x =
-        this.hover === null
-          ? null
-          : stepToX(this.hover, f.bucket_step_start.data, f.bucket_step_stop.data, r.width);
+      const at = this.hover === null ? null : this.timeScale(r.width)(this.hover);
+      const x = at === null || at < 0 || at > r.width ? null : at;
       line.hidden = x === null || r.height === 0;
       if (x !== null) place(line, { x: r.x + x, y: r.y, width: 1, height: r.height });
     }

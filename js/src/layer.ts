@@ -23,7 +23,14 @@ import {
 } from "./horizon";
 import { formatStep, formatValue, niceTicks } from "./scale";
 import { pickColor, SERIES_COLORS } from "./theme";
-import { attachPointer, TimeAxis, togglePick, type Window } from "./timeaxis";
+import {
+  attachPointer,
+  TIME_AXIS_LAYOUT,
+  TimeAxis,
+  timeAxisArea,
+  togglePick,
+  type Window,
+} from "./timeaxis";
 import { type Decoded, decodeTree, type EncodedArray } from "./transport";
 import { mountView, type ViewContext, type ViewDefinition } from "./view";
 
@@ -83,9 +90,9 @@ export interface LayerState {
   time_window: [number, number] | null;
 }
 
-export const LABEL_WIDTH = 230;
+/** The tree column: the shared time-axis gutter (long names end in an ellipsis). */
+export const LABEL_WIDTH = TIME_AXIS_LAYOUT.left;
 export const ROW_HEIGHT = 30;
-const RIGHT = 14;
 const HORIZON_BANDS = 3;
 const POSITIVE = ["#9ecae1", "#4292c6", "#08519c"];
 const NEGATIVE = ["#fcae91", "#fb6a4a", "#a50f15"];
@@ -434,7 +441,7 @@ class LayerView {
   }
 
   private get plotWidth(): number {
-    return Math.max(this.width - LABEL_WIDTH - RIGHT, 20);
+    return timeAxisArea(this.width).width;
   }
 
   private get expanded(): Set<string> {

@@ -12,6 +12,22 @@
 
 import { type LinearScale, linearScale } from "./scale";
 
+/**
+ * The layout contract of the time axis, shared by every view: a view's time-axis plot area
+ * starts `left` pixels from its root's left edge (the gutter: y ticks, the layer tree, class
+ * and layer names; text wider than it is cut with an ellipsis, never widening it) and ends
+ * `right` pixels before its right edge (room for side panels: ValidationView's thumbnail,
+ * CubeView's right face). In a dashboard every view's root has the container's width, so a
+ * step is at the same page x in every view and the hover line reads as one line.
+ */
+export const TIME_AXIS_LAYOUT = { left: 200, right: 180, minWidth: 10 } as const;
+
+/** The time-axis plot area of a view `width` pixels wide: `[left, left + width]` of its root. */
+export function timeAxisArea(width: number): { left: number; width: number } {
+  const { left, right, minWidth } = TIME_AXIS_LAYOUT;
+  return { left, width: Math.max(Math.floor(width) - left - right, minWidth) };
+}
+
 export type AxisChange = "window" | "hover" | "brush" | "picks";
 export type Window = readonly [number, number];
 

@@ -17,7 +17,14 @@ import { type ColorScale, colorIndex, type RGBA } from "./canvas";
 import { lastAtOrBefore } from "./chart";
 import { formatStep, niceTicks } from "./scale";
 import { pickColor } from "./theme";
-import { attachPointer, TimeAxis, togglePick, type Window } from "./timeaxis";
+import {
+  attachPointer,
+  TIME_AXIS_LAYOUT,
+  TimeAxis,
+  timeAxisArea,
+  togglePick,
+  type Window,
+} from "./timeaxis";
 import {
   type Decoded,
   decodeTree,
@@ -164,7 +171,12 @@ export function scaleColor(scale: ColorScale, value: number): RGBA {
 
 export const CLASS_ROW = 14;
 export const IMAGE_ROW = 5;
-export const LABEL_WIDTH = 150;
+/** Gap between the class names and the plot, and the body's left margin. */
+const LABEL_GAP = 6;
+const BODY_MARGIN = 12;
+/** Class names: the shared time-axis gutter less the margin and gap (long names: ellipsis). */
+export const LABEL_WIDTH = TIME_AXIS_LAYOUT.left - BODY_MARGIN - LABEL_GAP;
+/** The thumbnail panel, right of the plot: it fits in the time axis's right margin. */
 export const THUMB_PANEL = 150;
 const MIN_TRIANGLE = 5;
 
@@ -448,7 +460,7 @@ class ValidationView {
   }
 
   private get plotWidth(): number {
-    return Math.max(this.width - LABEL_WIDTH - THUMB_PANEL - 60, 80);
+    return timeAxisArea(this.width).width;
   }
 
   resize(width: number): void {
@@ -808,7 +820,7 @@ class ValidationView {
     const [w0, w1] = this.axis.window;
     const ticks = niceTicks(w0, w1, Math.max(2, Math.floor(width / 90))).map((step) => {
       const tick = span("fs-vtick", formatStep(step));
-      tick.style.left = `${LABEL_WIDTH + 18 + scale(step)}px`;
+      tick.style.left = `${TIME_AXIS_LAYOUT.left + scale(step)}px`;
       return tick;
     });
     const name = span("fs-vtick-title", "step");
@@ -902,10 +914,12 @@ ${R} .fs-order {
   color: var(--fs-fg); background: var(--fs-bg); border: 1px solid var(--fs-axis);
   border-radius: 4px; font: inherit; font-size: var(--jp-ui-font-size0, 11px);
 }
-${R} .fs-vbody { display: flex; gap: 12px; margin: 0 12px; align-items: flex-start; }
+${R} .fs-vbody {
+  display: flex; gap: 8px; margin: 0 0 0 ${BODY_MARGIN}px; align-items: flex-start;
+}
 ${R} .fs-vscroll {
-  display: flex; gap: 6px; max-height: 560px; overflow-y: auto; overflow-x: hidden;
-  flex: 1 1 auto; min-width: 0;
+  display: flex; gap: ${LABEL_GAP}px; max-height: 560px; overflow-y: auto; overflow-x: hidden;
+  flex: none;
 }
 ${R} .fs-vlabels { position: relative; width: ${LABEL_WIDTH}px; flex: none; }
 ${R} .fs-vlabel {
