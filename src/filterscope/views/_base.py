@@ -17,7 +17,10 @@ make with :func:`request`. The base owns the rest:
   ``{"type": "response", "id": n, "error": "..."}``. A bad request is answered with an error,
   never raised into the kernel. The shapes are documented once, in ``docs/api.md`` ("Wire
   format"), and pinned by golden files in ``js/src/golden/``.
-- ``close()`` unlinks the selection and closes the comm.
+- **Live views**: :meth:`ViewWidget.follow` reloads the view (``_reload``, which each view
+  implements by rebuilding its overview from a new log) whenever its log commits more, from a
+  background thread (``views/_live.py``); ``stop()`` or ``close()`` ends it.
+- ``close()`` stops following, unlinks the selection and closes the comm.
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ from filterscope.errors import (
     InvalidParameterError,
     LogFormatError,
 )
+from filterscope.index.build import committed_sizes
+from filterscope.log.reader import log_path
 from filterscope.log.schema import FORMAT_ATTR, FORMAT_VERSION
+from filterscope.views._data import DATA_LOCK
+from filterscope.views._live import DEFAULT_INTERVAL, LivePoller, check_interval
 from filterscope.views._serialization import to_json
 from filterscope.views.selection import Selection, link_selection
 
@@ -146,6 +153,8 @@ class ViewWidget(anywidget.AnyWidget):
 
     # Set once linked; ipywidgets calls close() from __del__ even when __init__ raised.
     _unlink: Callable[[], None] | None = None
+    # Following the log (each view keeps the log it draws in ``_log``).
+    _poller: LivePoller | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -218,7 +227,9 @@ class ViewWidget(anywidget.AnyWidget):
             rid = None
         try:
             method, params = self._parse_request(content, buffers)
-            return {"type": "response", "id": rid, "result": method(**params)}
+            with DATA_LOCK:  # a live update does not swap the data under the request
+                result = method(**params)
+            return {"type": "response", "id": rid, "result": result}
         except (FilterscopeError, traitlets.TraitError) as error:
             return {"type": "response", "id": rid, "error": str(error)}
         except Exception as error:  # a bug in a view must not surface as a kernel traceback
@@ -276,9 +287,60 @@ class ViewWidget(anywidget.AnyWidget):
             )
         self.send(message, out)
 
+    # ------------------------------------------------------------------ live
+    def _reload(self, log: xr.Dataset) -> None:
+        """Rebuild the overview from ``log``, the same run at a later commit, and send it.
+
+        Each view implements it with the code its ``__init__`` builds the overview with; the
+        user's picks, zoom window and other choices stay. Called with
+        :data:`~filterscope.views._data.DATA_LOCK` held, from the live thread.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot reload its log")
+
+    def follow(self, interval: float = DEFAULT_INTERVAL) -> ViewWidget:
+        """Show the run as it trains: reload whenever the log commits a new snapshot.
+
+        A daemon thread looks at the log's commit record every ``interval`` seconds and, when
+        it grew, reopens the log (the whole run at its path, also for a view of ``sel``/``isel``
+        of it), extends its index and sends the new overview; picks and the zoom window stay.
+        The training loop is not slowed (it runs in another thread or process; the recorder's
+        lock is never taken). An error in the thread stops it with a
+        :class:`~filterscope.views._live.LiveUpdateWarning`. Returns the view.
+
+        Raises
+        ------
+        InvalidParameterError
+            If the log was not opened from a path, or ``interval`` is not a positive number.
+        """
+        log: xr.Dataset | None = getattr(self, "_log", None)
+        path = log_path(log) if log is not None else None
+        if log is None or path is None:
+            raise InvalidParameterError(
+                f"{type(self).__name__} can follow only a log opened from its path "
+                "(filterscope.open_log)"
+            )
+        interval = check_interval(interval)
+        self.stop()
+        self._poller = LivePoller(
+            path, [self], interval=interval, committed=committed_sizes(log)
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following the log (see :meth:`follow`); nothing when not following."""
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+
+    @property
+    def live(self) -> bool:
+        """True while the view follows its log (:meth:`follow`)."""
+        return self._poller is not None and self._poller.running
+
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Unlink from the selection and close the widget."""
+        """Stop following the log, unlink from the selection and close the widget."""
+        self.stop()
         if self._unlink is not None:
             self._unlink()
             self._unlink = None

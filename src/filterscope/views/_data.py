@@ -5,12 +5,18 @@ the pixels they have. A log opened from a path (:func:`filterscope.open_log`, al
 ``sel``/``isel``) is drawn from the index kept in its own store
 (:func:`filterscope.index.index_of`, built on first use); a Dataset made in memory has no store,
 so it gets a private index of its own values in a temporary folder, removed with the Dataset.
+
+:data:`DATA_LOCK` serialises the views' index reads (their requests, from the kernel's main
+thread) with a live view's update (``views/_live.py``), which extends the index in the log's store
+from a background thread: a request never reads index chunks while they are rewritten. The
+recorder never takes it: readers only read committed data.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import weakref
 
 import xarray as xr
@@ -19,7 +25,10 @@ from filterscope.index import Index, build_index
 from filterscope.index import index_of as stored_index
 from filterscope.log.reader import eval_set_names, log_path
 
-__all__ = ["eval_set_names", "index_of"]
+__all__ = ["DATA_LOCK", "eval_set_names", "index_of"]
+
+#: Held while a view reads its index and while a live view extends it (re-entrant).
+DATA_LOCK = threading.RLock()
 
 # Private indexes of in-memory logs by (id of the log, variables), while some view holds one.
 # An index holds its log, so the id cannot be reused while the entry lives.

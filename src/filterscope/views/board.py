@@ -9,7 +9,10 @@ import ipywidgets
 import xarray as xr
 
 from filterscope.errors import InvalidParameterError
+from filterscope.index.build import committed_sizes
+from filterscope.log.reader import log_path
 from filterscope.views._base import ViewWidget, require_log
+from filterscope.views._live import DEFAULT_INTERVAL, LivePoller, check_interval
 from filterscope.views.cube import CubeView
 from filterscope.views.layer import LayerView
 from filterscope.views.model_info import ModelInfo
@@ -44,6 +47,11 @@ class Dashboard(ipywidgets.VBox):
     views : sequence of str, default ("model_info", "layer", "validation", "cube")
         Which views to show, in this order. Views whose data the log lacks (e.g. a log recorded
         without evaluation sets has nothing for ValidationView) must be left out.
+    live : bool, default False
+        Follow a run that is still training: show each snapshot as it commits
+        (:meth:`follow`). The same as calling ``follow(interval)`` after opening it.
+    interval : float, default 1.0
+        Seconds between two looks at the log's commit record, when ``live``.
     **options : dict
         Keyword arguments of one view, by its name: ``layer={"max_points": 1000}``.
 
@@ -57,7 +65,8 @@ class Dashboard(ipywidgets.VBox):
     Raises
     ------
     InvalidParameterError
-        Unknown view names, repeated names, or options for a view that is not shown.
+        Unknown view names, repeated names, options for a view that is not shown, or ``live``
+        with a log not opened from its path or a bad ``interval``.
 
     Examples
     --------
@@ -65,7 +74,11 @@ class Dashboard(ipywidgets.VBox):
     >>> log = fs.open_log("runs/demo/log")  # doctest: +SKIP
     >>> board = fs.dashboard(log)  # doctest: +SKIP
     >>> board.selection.picked_steps = [120]  # every view marks step 120  # doctest: +SKIP
+    >>> live = fs.dashboard(fs.open_log("runs/training"), live=True)  # doctest: +SKIP
+    >>> live.stop()  # or live.close()  # doctest: +SKIP
     """
+
+    _poller: LivePoller | None = None
 
     def __init__(
         self,
@@ -73,9 +86,14 @@ class Dashboard(ipywidgets.VBox):
         *,
         selection: Selection | None = None,
         views: Sequence[str] = tuple(VIEWS),
+        live: bool = False,
+        interval: float = DEFAULT_INTERVAL,
         **options: dict[str, Any],
     ) -> None:
         log = require_log(log)
+        if live:
+            self._live_path(log)
+            check_interval(interval)
         names = [views] if isinstance(views, str) else list(views)
         unknown = [name for name in names if name not in VIEWS]
         if unknown or len(set(names)) != len(names) or not names:
@@ -104,9 +122,56 @@ class Dashboard(ipywidgets.VBox):
             raise
         super().__init__(children=list(self.views.values()))
         self.add_class("filterscope-dashboard")
+        self._log = log
+        if live:
+            self.follow(interval)
+
+    @staticmethod
+    def _live_path(log: xr.Dataset) -> Any:
+        path = log_path(log)
+        if path is None:
+            raise InvalidParameterError(
+                "a live dashboard follows a log opened from its path (filterscope.open_log); "
+                "this Dataset was not"
+            )
+        return path
+
+    # ------------------------------------------------------------------ live
+    def follow(self, interval: float = DEFAULT_INTERVAL) -> Dashboard:
+        """Show the run as it trains: every view reloads when the log commits a snapshot.
+
+        One daemon thread for the whole dashboard looks at the log's commit record every
+        ``interval`` seconds; when it grew, it reopens the log, extends the index once and has
+        each view rebuild its overview (picks, zoom window, layer and class stay), sending it to
+        the page from the thread, so the page updates while a notebook cell trains. The
+        training loop is not slowed and the recorder's lock is never taken. An error stops the
+        thread with a :class:`~filterscope.views._live.LiveUpdateWarning`. Returns the dashboard.
+        """
+        path = self._live_path(self._log)
+        interval = check_interval(interval)
+        self.stop()
+        self._poller = LivePoller(
+            path,
+            list(self.views.values()),
+            interval=interval,
+            committed=committed_sizes(self._log),
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following the log (see :meth:`follow`); nothing when not following."""
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+
+    @property
+    def live(self) -> bool:
+        """True while the dashboard follows its log."""
+        return self._poller is not None and self._poller.running
 
     def close(self) -> None:
-        """Close every view (unlinking it from the selection), then the dashboard."""
+        """Stop following, close every view (unlinking it from the selection), then itself."""
+        self.stop()
         # getattr: ipywidgets closes a widget from __del__, also one whose __init__ refused its
         # arguments before any view existed.
         for view in getattr(self, "views", {}).values():
@@ -118,5 +183,8 @@ class Dashboard(ipywidgets.VBox):
 
 
 def dashboard(log: xr.Dataset, **kwargs: Any) -> Dashboard:
-    """The dashboard of ``log``: ``Dashboard(log, **kwargs)``; see :class:`Dashboard`."""
+    """The dashboard of ``log``: ``Dashboard(log, **kwargs)``; see :class:`Dashboard`.
+
+    ``dashboard(log, live=True)`` follows a run that is still training.
+    """
     return Dashboard(log, **kwargs)

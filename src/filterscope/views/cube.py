@@ -74,9 +74,13 @@ class _Cube:
         }
 
     def window_labels(self, start: int | None, stop: int | None) -> slice | None:
-        """Snapshot labels of the snapshots whose step is in ``start..stop``."""
+        """Snapshot labels of the snapshots whose step is in ``start..stop``.
+
+        The whole run is the log's snapshots, not all the index holds: the index follows the
+        log's store, which a run still training (or a ``sel`` of the log) may have outgrown.
+        """
         if start is None or stop is None:
-            return None
+            return slice(self.snapshots[0], self.snapshots[-1]) if len(self.snapshots) else None
         first = int(np.searchsorted(self.snapshot_step, start, "left"))
         last = int(np.searchsorted(self.snapshot_step, stop, "right")) - 1
         if last < first:
@@ -212,13 +216,32 @@ class CubeView(ViewWidget):
                 raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
             if not 1 <= value <= hi:
                 raise InvalidParameterError(f"{name} must be from 1 to {hi}, got {value}")
-        faces = cube_faces(log, k=k, metric=metric, preset=preset)  # type: ignore[arg-type]
-        self._cube = _Cube(log, faces)
-        self._all_layers = {str(name) for name in log["layer_name"].values}
         self._page_size = int(page_size)
-        self.set_trait("meta", {**self._cube.meta(), "page_size": self._page_size})
-        self.set_trait("faces", self._cube.view(None, None, 0, self._page_size, int(columns)))
+        self._options: dict[str, Any] = {
+            "k": k,
+            "metric": metric,
+            "preset": preset,
+            "columns": int(columns),
+        }
+        self._load(log)
         super().__init__(selection=selection)
+
+    def _load(self, log: xr.Dataset) -> None:
+        options = self._options
+        faces = cube_faces(
+            log,
+            k=options["k"],
+            metric=options["metric"],
+            preset=options["preset"],
+        )
+        cube = _Cube(log, faces)
+        self._log, self._cube = log, cube
+        self._all_layers = {str(name) for name in log["layer_name"].values}
+        self.set_trait("meta", {**cube.meta(), "page_size": self._page_size})
+        self.set_trait("faces", cube.view(None, None, 0, self._page_size, options["columns"]))
+
+    def _reload(self, log: xr.Dataset) -> None:
+        self._load(require_log(log, ["grad_stat", "correct", self._options["metric"]]))
 
     @request("faces")
     def _faces(

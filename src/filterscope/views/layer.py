@@ -23,7 +23,7 @@ from filterscope.dynamics.layer_view import (
 )
 from filterscope.errors import InvalidParameterError, InvalidSelectionError
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
-from filterscope.views._data import index_of
+from filterscope.views._data import DATA_LOCK, index_of
 from filterscope.views._serialization import ARRAY_SERIALIZATION
 from filterscope.views.selection import Selection, check_window, unique_steps
 
@@ -152,8 +152,22 @@ class LayerView(ViewWidget):
         unknown = sorted(set(choices) - known)
         if unknown:
             raise InvalidParameterError(f"LayerView takes no {unknown}; it takes {sorted(known)}")
-        self._log = log
         self._columns = int(max_points)
+        self._load(log)
+        for name, value in choices.items():
+            setattr(self, name, value)  # validated below; a bad one raises
+        self._update_series()
+        super().__init__(selection=selection)
+        self.observe(self._on_choice, ["chart", "variable", "stat", "time_window"])
+        self.observe(self._on_picks, ["picked_steps"])
+        self.observe(self._show_layer, ["layer"])
+        if self.time_window is not None:
+            self._update_series()
+        self._update_changed()
+
+    def _load(self, log: xr.Dataset) -> None:
+        """Read the tree and the index of ``log``: everything but the series (``_update_series``)."""
+        self._log = log
         self._index = index_of(log, _VARIABLES)
         nodes = self._index.nodes()
         self._nodes = [str(n) for n in nodes["node"].values]
@@ -197,16 +211,19 @@ class LayerView(ViewWidget):
                 "cosine_range": [lo, hi],
             },
         )
-        for name, value in choices.items():
-            setattr(self, name, value)  # validated below; a bad one raises
-        self._update_series()
-        super().__init__(selection=selection)
-        self.observe(lambda _: self._update_series(), ["chart", "variable", "stat", "time_window"])
-        self.observe(lambda _: self._update_changed(), ["picked_steps"])
-        self.observe(self._show_layer, ["layer"])
-        if self.time_window is not None:
+
+    # A choice made in Python or the page re-reads the index: not while a live update rewrites it.
+    def _on_choice(self, _change: Bunch) -> None:
+        with DATA_LOCK:
             self._update_series()
-        self._update_changed()
+
+    def _on_picks(self, _change: Bunch) -> None:
+        with DATA_LOCK:
+            self._update_changed()
+
+    def _reload(self, log: xr.Dataset) -> None:
+        self._load(require_log(log, ["weight_stat", "grad_stat", "change_ratio", "filter_cosine"]))
+        self._update_series()
 
     # ------------------------------------------------------------------ data
     def _time(self, window: tuple[int, int] | None) -> slice | None:

@@ -228,10 +228,17 @@ class ModelInfo(ViewWidget):
             raise InvalidParameterError(
                 f"max_points must be an integer >= 2 (columns of the charts), got {max_points!r}"
             )
-        self._charts = _Charts(log, int(max_points))
         # Set before the widget opens its comm, so the first message already carries the data.
-        self.set_trait("series", self._charts.overview())
+        self._load(log, int(max_points))
         super().__init__(selection=selection)
+
+    def _load(self, log: xr.Dataset, columns: int) -> None:
+        charts = _Charts(log, columns)
+        self._log, self._charts = log, charts
+        self.set_trait("series", charts.overview())
+
+    def _reload(self, log: xr.Dataset) -> None:
+        self._load(require_log(log, ["loss"]), self._charts.columns)
 
     @request("window")
     def _window(self, start: int, stop: int) -> dict[str, Any]:

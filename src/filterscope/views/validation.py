@@ -155,13 +155,19 @@ class ValidationView(ViewWidget):
         self._columns = _positive("max_points", max_points, 2)
         if order not in ORDERS:
             raise InvalidParameterError(f"order must be one of {list(ORDERS)}, got {order!r}")
+        self._load(log, j, threshold)
+        super().__init__(selection=selection)
+        self.order = order
+
+    def _load(self, log: xr.Dataset, j: int, threshold: int) -> None:
         self._log = log
         self._labels = np.asarray(log["class"].values)
         self._n_samples = int(log.sizes["sample"])
         self._index = index_of(log, ["correct", "class_error", "cluster_error"])
         self.set_trait("data", self._overview(j, threshold))
-        super().__init__(selection=selection)
-        self.order = order
+
+    def _reload(self, log: xr.Dataset) -> None:
+        self._load(require_log(log, ["correct"]), int(self.data["j"]), int(self.data["threshold"]))
 
     # ------------------------------------------------------------------ data
     def _overview(self, j: int, threshold: int) -> dict[str, Any]:

@@ -1,0 +1,162 @@
+"""Live views: follow a log that is still being recorded, from a background thread.
+
+A :class:`LivePoller` watches the log's root ``zarr.json`` (one ``stat`` every ``interval``
+seconds; every commit replaces that file). When it changed and the commit record holds more
+steps or snapshots, the poller reopens the log at its new commit (:func:`filterscope.open_log`),
+extends the log's index (:func:`filterscope.index_of`, incremental) and has each view rebuild its
+overview for the new length (``ViewWidget._reload``), which sends the new state to the page.
+
+All of it runs in one daemon thread per dashboard (or per view followed alone), never on the
+training thread, and reads only committed data: the recorder's writer lock is never taken. The
+index extension and the reloads hold :data:`~filterscope.views._data.DATA_LOCK`, which the views'
+request handlers hold too, so a request never reads the index while it is rewritten. Sending
+from a thread is what lets the page update while a notebook cell trains (the cell blocks the
+kernel's main thread): ipykernel sends iopub messages from any thread.
+
+An error in the thread (the log removed or replaced, a damaged commit) is not raised into
+whatever cell runs: it stops the poller, is logged with its traceback and warned about once
+(:class:`LiveUpdateWarning`), and stays in :attr:`LivePoller.error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from filterscope.errors import InvalidParameterError
+from filterscope.index.build import committed_sizes
+
+if TYPE_CHECKING:
+    from filterscope.views._base import ViewWidget
+
+_LOG = logging.getLogger("filterscope.views.live")
+
+DEFAULT_INTERVAL = 1.0
+"""Seconds between two looks at the log's commit record."""
+
+
+class LiveUpdateWarning(UserWarning):
+    """A live view stopped following its log (the error is in the message and the log)."""
+
+
+def check_interval(interval: object) -> float:
+    """``interval`` as a positive number of seconds, else :class:`InvalidParameterError`."""
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or not 0 < interval < float("inf")
+    ):
+        raise InvalidParameterError(
+            f"interval must be a positive number of seconds, got {interval!r}"
+        )
+    return float(interval)
+
+
+class LivePoller:
+    """One daemon thread that reloads ``views`` whenever the log at ``path`` commits more.
+
+    Parameters
+    ----------
+    path : path
+        The log's directory.
+    views : sequence of ViewWidget
+        The views to reload, in order (a dashboard's views share one poller).
+    interval : float, default 1.0
+        Seconds between two ``stat`` calls of the root ``zarr.json``.
+    committed : dict of str to int, optional
+        The lengths the views show now (``{"step": n, "snapshot": m}``); the first commit with
+        other lengths reloads them. Default: reload at the first look.
+
+    Attributes
+    ----------
+    error : BaseException or None
+        What stopped the thread, if an error did.
+    updates : int
+        How many times the views were reloaded.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        views: Sequence[ViewWidget],
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        committed: dict[str, int] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.views = list(views)
+        self.interval = check_interval(interval)
+        self.error: BaseException | None = None
+        self.updates = 0
+        self._committed = committed
+        self._seen: tuple[int, int, int] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"filterscope-live-{self.path.name}", daemon=True
+        )
+
+    @property
+    def running(self) -> bool:
+        """True while the thread follows the log."""
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def start(self) -> LivePoller:
+        """Start following (once)."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop following; waits up to ``timeout`` seconds for an update under way to finish."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ the thread
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception as error:
+                self._fail(error)
+                return
+            self._stop.wait(self.interval)
+
+    def poll(self) -> bool:
+        """Look at the log once; reload the views if it committed more. True when it did."""
+        from filterscope.log.reader import open_log
+        from filterscope.views._data import DATA_LOCK, index_of
+
+        stat = os.stat(self.path / "zarr.json")
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if seen == self._seen:
+            return False
+        log = open_log(self.path)
+        sizes = committed_sizes(log)
+        if sizes == self._committed:
+            self._seen = seen
+            return False
+        with DATA_LOCK:
+            index_of(log)  # extend the shared index once, for every view
+            for view in self.views:
+                if self._stop.is_set():
+                    return False
+                view._reload(log)
+        self._seen, self._committed = seen, sizes
+        self.updates += 1
+        return True
+
+    def _fail(self, error: BaseException) -> None:
+        self.error = error
+        self._stop.set()
+        message = (
+            f"filterscope stopped following {self.path}: {type(error).__name__}: {error}. "
+            "The views keep what they showed; call follow() again (or open the log anew) "
+            "to go on"
+        )
+        _LOG.warning(message, exc_info=error)
+        warnings.warn(message, LiveUpdateWarning, stacklevel=1)
