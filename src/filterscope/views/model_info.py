@@ -14,7 +14,7 @@ from filterscope.index import Index
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
 from filterscope.views._data import eval_set_names, index_of
 from filterscope.views._serialization import ARRAY_SERIALIZATION
-from filterscope.views.selection import Selection, check_window, unique_steps
+from filterscope.views.selection import Selection, check_picks, check_window
 
 DEFAULT_MAX_POINTS = 2000
 """Columns a chart asks the index for: longer windows come as min/max buckets of a coarser level."""
@@ -257,16 +257,7 @@ class ModelInfo(ViewWidget):
 
     @traitlets.validate("picked_steps")
     def _valid_picks(self, proposal: Bunch) -> list[int]:
-        steps = unique_steps("picked_steps", proposal.value)
-        lo, hi = self._charts.step_range
-        outside = [s for s in steps if not lo <= s <= hi]
-        if outside:
-            shown = ", ".join(map(str, outside[:5])) + (", …" if len(outside) > 5 else "")
-            raise InvalidSelectionError(
-                f"picked_steps must be steps of this run ({lo} to {hi}); got {shown}. "
-                "Pick from log.snapshot_step or log.step"
-            )
-        return steps
+        return check_picks("picked_steps", proposal.value, self._charts.step_range)
 
     @traitlets.validate("time_window")
     def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:

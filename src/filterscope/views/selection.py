@@ -16,7 +16,7 @@ whole selection into positions for a given log.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,26 @@ def check_window(name: str, window: tuple[int, int] | None) -> tuple[int, int] |
             f"got {window}"
         )
     return window
+
+
+def check_picks(name: str, steps: Any, step_range: Sequence[int]) -> list[int]:
+    """:func:`unique_steps` of ``steps``, all within a run's ``(first, last)`` step range.
+
+    Raises
+    ------
+    InvalidSelectionError
+        For steps that are not non-negative integers or lie outside the run.
+    """
+    picked = unique_steps(name, steps)
+    lo, hi = step_range
+    outside = [s for s in picked if not lo <= s <= hi]
+    if outside:
+        shown = ", ".join(map(str, outside[:5])) + (", …" if len(outside) > 5 else "")
+        raise InvalidSelectionError(
+            f"{name} must be steps of this run ({lo} to {hi}); got {shown}. "
+            "Pick from log.snapshot_step or log.step"
+        )
+    return picked
 
 
 class Selection(HasTraits):

@@ -16,7 +16,7 @@ from filterscope.errors import InvalidParameterError, InvalidSelectionError
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
 from filterscope.views._data import index_of
 from filterscope.views._serialization import ARRAY_SERIALIZATION
-from filterscope.views.selection import Selection, check_window, unique_steps
+from filterscope.views.selection import Selection, check_picks, check_window
 
 DEFAULT_MAX_POINTS = 2000
 """Snapshot columns asked of the index; longer runs arrive as bucket means."""
@@ -368,14 +368,7 @@ class ValidationView(ViewWidget):
 
     @traitlets.validate("picked_steps")
     def _valid_picks(self, proposal: Bunch) -> list[int]:
-        steps = unique_steps("picked_steps", proposal.value)
-        lo, hi = self._step_range
-        outside = [s for s in steps if not lo <= s <= hi]
-        if outside:
-            raise InvalidSelectionError(
-                f"picked_steps must be steps of this run ({lo} to {hi}); got {outside[:5]}"
-            )
-        return steps
+        return check_picks("picked_steps", proposal.value, self._step_range)
 
     @traitlets.validate("time_window")
     def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
