@@ -28,6 +28,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import {
+  CHROMIUM_ARGS,
   DriverError,
   openNotebook,
   startCommand,
@@ -37,16 +38,6 @@ import {
 } from "../tests/e2e/lib.mjs";
 
 const require = createRequire(new URL("../js/package.json", import.meta.url));
-
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const ROOTS = {
   model_info: ".filterscope-modelinfo",

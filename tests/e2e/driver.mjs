@@ -12,6 +12,7 @@
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import {
+  CHROMIUM_ARGS,
   DriverError,
   openNotebook,
   runAllCells,
@@ -24,17 +25,6 @@ import {
 } from "./lib.mjs";
 
 const require = createRequire(new URL("../../js/package.json", import.meta.url));
-
-// Chromium floods a closed network with refused connections unless background traffic is off.
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 // ---- scenarios -----------------------------------------------------------------------------
 

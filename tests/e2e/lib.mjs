@@ -3,6 +3,17 @@
 
 import { join } from "node:path";
 
+// Chromium floods a closed network with refused connections unless background traffic is off.
+export const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
 export class DriverError extends Error {}
 
 /** Resolve `promise` or fail with `what` after `ms` milliseconds. */

@@ -42,11 +42,9 @@ from filterscope.errors import (
     InvalidParameterError,
     LogFormatError,
 )
-from filterscope.index.build import committed_sizes
-from filterscope.log.reader import log_path
 from filterscope.log.schema import FORMAT_ATTR, FORMAT_VERSION
 from filterscope.views._data import DATA_LOCK
-from filterscope.views._live import DEFAULT_INTERVAL, LivePoller, check_interval
+from filterscope.views._live import Follower
 from filterscope.views._serialization import to_json
 from filterscope.views.selection import Selection, link_selection
 
@@ -114,7 +112,7 @@ class RequestError(InvalidParameterError):
     """A request from the page cannot be answered (malformed, unknown, too big, bad params)."""
 
 
-class ViewWidget(anywidget.AnyWidget):
+class ViewWidget(Follower, anywidget.AnyWidget):
     """Base class of the views; see the module docstring for what it owns.
 
     Everything a view sends is the kernel's: the page may set only the traits tagged
@@ -154,7 +152,6 @@ class ViewWidget(anywidget.AnyWidget):
     # Set once linked; ipywidgets calls close() from __del__ even when __init__ raised.
     _unlink: Callable[[], None] | None = None
     # Following the log (each view keeps the log it draws in ``_log``).
-    _poller: LivePoller | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -297,45 +294,8 @@ class ViewWidget(anywidget.AnyWidget):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot reload its log")
 
-    def follow(self, interval: float = DEFAULT_INTERVAL) -> ViewWidget:
-        """Show the run as it trains: reload whenever the log commits a new snapshot.
-
-        A daemon thread looks at the log's commit record every ``interval`` seconds and, when
-        it grew, reopens the log (the whole run at its path, also for a view of ``sel``/``isel``
-        of it), extends its index and sends the new overview; picks and the zoom window stay.
-        The training loop is not slowed (it runs in another thread or process; the recorder's
-        lock is never taken). An error in the thread stops it with a
-        :class:`~filterscope.views._live.LiveUpdateWarning`. Returns the view.
-
-        Raises
-        ------
-        InvalidParameterError
-            If the log was not opened from a path, or ``interval`` is not a positive number.
-        """
-        log: xr.Dataset | None = getattr(self, "_log", None)
-        path = log_path(log) if log is not None else None
-        if log is None or path is None:
-            raise InvalidParameterError(
-                f"{type(self).__name__} can follow only a log opened from its path "
-                "(filterscope.open_log)"
-            )
-        interval = check_interval(interval)
-        self.stop()
-        self._poller = LivePoller(
-            path, [self], interval=interval, committed=committed_sizes(log)
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        """Stop following the log (see :meth:`follow`); nothing when not following."""
-        if self._poller is not None:
-            self._poller.stop()
-            self._poller = None
-
-    @property
-    def live(self) -> bool:
-        """True while the view follows its log (:meth:`follow`)."""
-        return self._poller is not None and self._poller.running
+    def _followed_views(self) -> list[Any]:
+        return [self]
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:

@@ -26,7 +26,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from filterscope.errors import InvalidParameterError
 from filterscope.index.build import committed_sizes
@@ -160,3 +160,66 @@ class LivePoller:
         )
         _LOG.warning(message, exc_info=error)
         warnings.warn(message, LiveUpdateWarning, stacklevel=1)
+
+
+def followed_path(owner: object, log: object) -> Path:
+    """The directory a live view of ``log`` follows, else :class:`InvalidParameterError`."""
+    from filterscope.log.reader import log_path
+
+    path = log_path(log) if log is not None else None  # type: ignore[arg-type]
+    if path is None:
+        raise InvalidParameterError(
+            f"{type(owner).__name__} can follow only a log opened from its path "
+            "(filterscope.open_log); this Dataset was not"
+        )
+    return Path(path)
+
+
+class Follower:
+    """``follow``/``stop``/``live`` for a view or a dashboard: one poller reloads its views.
+
+    The owner keeps its log in ``_log`` and names the views one poller reloads in
+    :meth:`_followed_views` (a view itself; a dashboard all of its views, which share one
+    thread and one index extension).
+    """
+
+    _poller: LivePoller | None = None
+
+    def _followed_views(self) -> list[Any]:
+        raise NotImplementedError
+
+    def follow(self, interval: float = DEFAULT_INTERVAL) -> Any:
+        """Show the run as it trains: reload whenever the log commits a new snapshot.
+
+        A daemon thread looks at the log's commit record every ``interval`` seconds and, when
+        it grew, reopens the log (the whole run at its path, also for a view of ``sel``/``isel``
+        of it), extends its index once and has each view rebuild its overview (picks, zoom
+        window, layer and class stay), sending it to the page from the thread, so the page
+        updates while a notebook cell trains. The training loop is not slowed (the recorder's
+        lock is never taken). An error in the thread stops it with a
+        :class:`LiveUpdateWarning`. Returns ``self``.
+
+        Raises
+        ------
+        InvalidParameterError
+            If the log was not opened from a path, or ``interval`` is not a positive number.
+        """
+        log: Any = getattr(self, "_log", None)
+        path = followed_path(self, log)
+        interval = check_interval(interval)
+        self.stop()
+        self._poller = LivePoller(
+            path, self._followed_views(), interval=interval, committed=committed_sizes(log)
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following the log (see :meth:`follow`); nothing when not following."""
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+
+    @property
+    def live(self) -> bool:
+        """True while following the log (:meth:`follow`)."""
+        return self._poller is not None and self._poller.running

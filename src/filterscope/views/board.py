@@ -9,10 +9,8 @@ import ipywidgets
 import xarray as xr
 
 from filterscope.errors import InvalidParameterError
-from filterscope.index.build import committed_sizes
-from filterscope.log.reader import log_path
 from filterscope.views._base import ViewWidget, require_log
-from filterscope.views._live import DEFAULT_INTERVAL, LivePoller, check_interval
+from filterscope.views._live import DEFAULT_INTERVAL, Follower, check_interval, followed_path
 from filterscope.views.cube import CubeView
 from filterscope.views.layer import LayerView
 from filterscope.views.model_info import ModelInfo
@@ -28,7 +26,7 @@ VIEWS: dict[str, Callable[..., ViewWidget]] = {
 }
 
 
-class Dashboard(ipywidgets.VBox):
+class Dashboard(Follower, ipywidgets.VBox):
     """DeepTracker's views of one log, stacked and linked by one :class:`Selection`.
 
     ModelInfo (loss, error, learning rate) on top, then :class:`LayerView`,
@@ -78,8 +76,6 @@ class Dashboard(ipywidgets.VBox):
     >>> live.stop()  # or live.close()  # doctest: +SKIP
     """
 
-    _poller: LivePoller | None = None
-
     def __init__(
         self,
         log: xr.Dataset,
@@ -92,7 +88,7 @@ class Dashboard(ipywidgets.VBox):
     ) -> None:
         log = require_log(log)
         if live:
-            self._live_path(log)
+            followed_path(self, log)
             check_interval(interval)
         names = [views] if isinstance(views, str) else list(views)
         unknown = [name for name in names if name not in VIEWS]
@@ -126,48 +122,8 @@ class Dashboard(ipywidgets.VBox):
         if live:
             self.follow(interval)
 
-    @staticmethod
-    def _live_path(log: xr.Dataset) -> Any:
-        path = log_path(log)
-        if path is None:
-            raise InvalidParameterError(
-                "a live dashboard follows a log opened from its path (filterscope.open_log); "
-                "this Dataset was not"
-            )
-        return path
-
-    # ------------------------------------------------------------------ live
-    def follow(self, interval: float = DEFAULT_INTERVAL) -> Dashboard:
-        """Show the run as it trains: every view reloads when the log commits a snapshot.
-
-        One daemon thread for the whole dashboard looks at the log's commit record every
-        ``interval`` seconds; when it grew, it reopens the log, extends the index once and has
-        each view rebuild its overview (picks, zoom window, layer and class stay), sending it to
-        the page from the thread, so the page updates while a notebook cell trains. The
-        training loop is not slowed and the recorder's lock is never taken. An error stops the
-        thread with a :class:`~filterscope.views._live.LiveUpdateWarning`. Returns the dashboard.
-        """
-        path = self._live_path(self._log)
-        interval = check_interval(interval)
-        self.stop()
-        self._poller = LivePoller(
-            path,
-            list(self.views.values()),
-            interval=interval,
-            committed=committed_sizes(self._log),
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        """Stop following the log (see :meth:`follow`); nothing when not following."""
-        if self._poller is not None:
-            self._poller.stop()
-            self._poller = None
-
-    @property
-    def live(self) -> bool:
-        """True while the dashboard follows its log."""
-        return self._poller is not None and self._poller.running
+    def _followed_views(self) -> list[Any]:
+        return list(self.views.values())
 
     def close(self) -> None:
         """Stop following, close every view (unlinking it from the selection), then itself."""
