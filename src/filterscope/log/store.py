@@ -113,8 +113,13 @@ _HELD: dict[Path, str] = {}
 _HELD_GUARD = threading.RLock()
 
 
-def _release(fds: list[int], keys: set[Path]) -> None:
-    """Close a store's lock descriptors (which releases its flocks) and forget its entries."""
+def _release(fds: list[int], keys: set[Path], unpublished: list[Path] | None = None) -> None:
+    """Close a store's lock descriptors (which releases its flocks) and forget its entries.
+
+    ``unpublished`` holds the staging directory of a new log that was never published: a store
+    collected (or a process exiting) before :meth:`LogStore.publish` leaves no log behind, so
+    the directory is deleted rather than left beside the log's path.
+    """
     with _HELD_GUARD:
         for fd in fds:
             os.close(fd)
@@ -122,6 +127,59 @@ def _release(fds: list[int], keys: set[Path]) -> None:
         for key in keys:
             _HELD.pop(key, None)
         keys.clear()
+    for staging in unpublished or ():
+        shutil.rmtree(staging, ignore_errors=True)
+    if unpublished:
+        unpublished.clear()
+
+
+#: Suffixes of the directories a log's creation or replacement makes beside it.
+_STAGING_SUFFIXES = (".creating", ".deleting")
+
+
+def _sweep_stale_staging(final: Path) -> list[Path]:
+    """Delete what killed writers left beside ``final``: unpublished ``.creating`` staging
+    directories and ``.deleting`` trash of a replacement cut short.
+
+    A directory is stale when nobody holds its flock (the kernel drops the locks of a dead
+    process) and no store of this process holds it. Trash is removed only once ``final`` exists
+    again: a writer killed between moving the old log aside and moving the new one in leaves
+    the old log there, intact, to be renamed back by hand. Returns the directories removed.
+    """
+    removed: list[Path] = []
+    if fcntl is None or not final.parent.is_dir():
+        return removed
+    prefix = f".{final.name}."
+    try:
+        candidates = [
+            p
+            for p in final.parent.iterdir()
+            if p.name.startswith(prefix) and p.name.endswith(_STAGING_SUFFIXES) and p.is_dir()
+        ]
+        if not final.exists():
+            candidates = [p for p in candidates if p.name.endswith(".creating")]
+    except OSError:
+        return removed
+    for path in candidates:
+        with _HELD_GUARD:
+            if path.resolve() in _HELD:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a live writer's staging directory
+                os.close(fd)
+                continue
+            try:
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                os.close(fd)
+        if not path.exists():
+            removed.append(path)
+    return removed
 
 
 def _access_error(directory: Path, exc: OSError, consequence: str) -> LogAccessError:
@@ -283,7 +341,8 @@ class LogStore:
         self._held: set[Path] = set()
         # A store collected without close() releases its locks, as the kernel does for a dead
         # process; otherwise nothing in this process could ever write the log again.
-        weakref.finalize(self, _release, self._lock_fds, self._held)
+        self._unpublished: list[Path] = [root] if root != path else []
+        weakref.finalize(self, _release, self._lock_fds, self._held, self._unpublished)
         self._pending: list[tuple[str, bytes]] = []
         self._replace: Path | None = None
         self._closed = False
@@ -355,6 +414,7 @@ class LogStore:
                 store._unlock()
                 raise
             return store
+        _sweep_stale_staging(final)
         staging = final.with_name(f".{final.name}.{secrets.token_hex(4)}.creating")
         store = cls(staging, final, durable=durable, owner=owner)
         try:
@@ -422,6 +482,7 @@ class LogStore:
             self._held.add(final_key)
         self.root = self.path
         self.is_new = False
+        self._unpublished.clear()
 
     def _reopen(self) -> None:
         meta, _ = read_root_metadata(self.root)
