@@ -263,6 +263,12 @@ def node_stats(
                 out[:, :, i] = pooled if name == "var" else np.sqrt(pooled)
             else:  # median, quartiles and anything unknown: the n-weighted average
                 out[:, :, i] = weighted(x) / total
+    # A member layer whose statistic is not finite (a diverged step, gradients not yet taken)
+    # makes its nodes' statistic NaN too, never a pooled value that silently drops the layer.
+    t, layers, n_stats = values.shape
+    missing = np.isnan(values).transpose(1, 0, 2).reshape(layers, t * n_stats)
+    hit = np.asarray(members @ missing.astype(np.float64)) > 0
+    out[hit.reshape(-1, t, n_stats).transpose(1, 0, 2)] = np.nan
     return out
 
 
