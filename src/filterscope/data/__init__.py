@@ -2,7 +2,8 @@
 
 Owns small image datasets that need no download (scikit-learn's 8×8 digits, the Animal-MNIST
 silhouettes shipped inside the ``animal-mnist`` package) with fixed, documented, stratified
-splits (:mod:`~filterscope.data.datasets`), and a generator of synthetic ImageNet-scale logs
+splits (:mod:`~filterscope.data.datasets`), seeded planting of corrupted images
+(:mod:`~filterscope.data.corrupt`), and a generator of synthetic ImageNet-scale logs
 with planted patterns (:mod:`~filterscope.data.synthetic`). Must not import the GMM engine or
 any view; the synthetic generator writes through the log's store like the recorder does.
 
@@ -25,12 +26,16 @@ from typing import TYPE_CHECKING, Any
 _LAZY: dict[str, str] = {
     "ANIMAL_MNIST_CLASSES": "filterscope.data.datasets",
     "ANIMAL_MNIST_SPLITS": "filterscope.data.datasets",
+    "CORRUPTIONS": "filterscope.data.corrupt",
     "DIGITS_SPLITS": "filterscope.data.datasets",
     "ImageDataset": "filterscope.data.datasets",
     "animal_mnist": "filterscope.data.datasets",
     "digits": "filterscope.data.datasets",
     "loaders": "filterscope.data.datasets",
     "read_numpy_pickle": "filterscope.data.datasets",
+    "Planted": "filterscope.data.corrupt",
+    "corrupt_images": "filterscope.data.corrupt",
+    "plant": "filterscope.data.corrupt",
     "ground_truth": "filterscope.data.synthetic",
     "synthetic_log": "filterscope.data.synthetic",
 }
@@ -38,12 +43,16 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "ANIMAL_MNIST_CLASSES",
     "ANIMAL_MNIST_SPLITS",
+    "CORRUPTIONS",
     "DIGITS_SPLITS",
     "ImageDataset",
+    "Planted",
     "animal_mnist",
+    "corrupt_images",
     "digits",
     "ground_truth",
     "loaders",
+    "plant",
     "read_numpy_pickle",
     "synthetic_log",
 ]
@@ -62,6 +71,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from filterscope.data.corrupt import CORRUPTIONS, Planted, corrupt_images, plant
     from filterscope.data.datasets import (
         ANIMAL_MNIST_CLASSES,
         ANIMAL_MNIST_SPLITS,

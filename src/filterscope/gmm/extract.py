@@ -52,12 +52,17 @@ from filterscope.errors import (
 )
 from filterscope.gmm.pca import PCA_METHODS, PCAMethod, reduce_maps
 from filterscope.gmm.probe import ProbeSet, select_samples
+from filterscope.log.evaluation import image_thumbnails
 
-__all__ = ["DEFAULT_MAX_MEMORY", "WHERE", "Where", "extract"]
+__all__ = ["DEFAULT_MAX_MEMORY", "FEATURES", "WHERE", "Features", "Where", "extract"]
 
 Where = Literal["output", "activation"]
 #: The values of :func:`extract`'s ``where``.
 WHERE: tuple[str, ...] = ("output", "activation")
+
+Features = Literal["pca", "pca-residual"]
+#: The values of :func:`extract`'s ``features``.
+FEATURES: tuple[str, ...] = ("pca", "pca-residual")
 
 #: Default byte budget for the activations held at once on the device (see the module docstring).
 DEFAULT_MAX_MEMORY = 2 * 1024**3
@@ -126,6 +131,7 @@ def extract(
     pca: PCAMethod = "randomized",
     max_memory: int | None = DEFAULT_MAX_MEMORY,
     progress: bool | Callable[[str], None] = False,
+    features: Features = "pca",
 ) -> xr.Dataset:
     """Extract every filter's feature maps for probe samples and reduce them to 2-D by PCA.
 
@@ -167,6 +173,13 @@ def extract(
         under this budget. ``0`` holds one layer at a time; None means no limit (one pass).
     progress : bool or callable, default=False
         True shows a tqdm bar over layers; a callable is called with each finished layer's name.
+    features : {"pca", "pca-residual"}, default="pca"
+        The two coordinates of each sample's point. ``"pca"``: its first two principal
+        components. ``"pca-residual"``: its first principal component and its *PCA residual*,
+        the distance of its centred feature map from the plane of the two leading components.
+        A sample whose map differs from the others only in directions that the two components
+        do not span (a heavily noised image) lies inside the cloud of its first two
+        components but far out on the residual axis (``docs/gmm.md``, "Atypical inputs").
 
     Returns
     -------
@@ -175,7 +188,8 @@ def extract(
         fraction of the filter's variance captured by the two components, NaN when it has none),
         with coords ``filter_layer`` (str), ``filter_channel`` (int) on ``filter``, ``sample_id``,
         ``label`` on ``sample`` and ``pc = [0, 1]``; attrs ``n_samples``, ``where``, ``device``,
-        ``pca``, ``random_state``, ``n_passes``.
+        ``pca``, ``random_state``, ``n_passes``, ``features``. With
+        ``features="pca-residual"`` ``pc = 1`` holds the residual.
 
     Raises
     ------
@@ -203,6 +217,11 @@ def extract(
     if not isinstance(model, nn.Module):
         raise InvalidModelError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     _check_params(where, pca, batch_size, max_memory)
+    if features not in FEATURES:
+        raise InvalidParameterError(
+            f"features must be one of {FEATURES} (two principal components, or the first and "
+            f"the PCA residual), got {features!r}."
+        )
     names = _layer_names(model, layers)
     probe = select_samples(data, n_samples, random_state)
     _check_finite_inputs(probe)
@@ -221,6 +240,8 @@ def extract(
                 maps, cap.buffer = cap.buffer, None
                 # Also checks the maps for NaN/Inf, naming the layer and filter.
                 coords, captured = reduce_maps(maps, pca, random_state, cap.layer)
+                if features == "pca-residual":
+                    coords = _with_residual(maps, coords)
                 del maps
                 results[cap.layer] = (coords.cpu().numpy(), captured.cpu().numpy())
                 report(cap.layer)
@@ -231,11 +252,17 @@ def extract(
     by_name = {cap.layer: cap for cap in captures}
     layer_of = np.concatenate([np.full(by_name[n].channels, n, dtype=object) for n in names])
     channel_of = np.concatenate([np.arange(by_name[n].channels) for n in names])
+    data_vars: dict[str, Any] = {
+        "points": (("filter", "sample", "pc"), points),
+        "explained_variance": (("filter",), explained),
+    }
+    # Small uint8 images of the probe samples (as the log keeps of its evaluation samples), so a
+    # result alone shows what its outlier samples look like; None when the inputs are not images.
+    thumbs = image_thumbnails(probe.x)
+    if thumbs is not None:
+        data_vars["thumbnail"] = (THUMBNAIL_DIMS, thumbs)
     return xr.Dataset(
-        {
-            "points": (("filter", "sample", "pc"), points),
-            "explained_variance": (("filter",), explained),
-        },
+        data_vars,
         coords={
             "filter": np.arange(len(points), dtype=np.int64),
             "filter_layer": ("filter", layer_of.astype(str)),
@@ -252,8 +279,27 @@ def extract(
             "pca": pca,
             "random_state": -1 if random_state is None else int(random_state),
             "n_passes": len(groups),
+            "features": features,
         },
     )
+
+
+#: Dimensions of the probe thumbnails, named as the log names its evaluation thumbnails.
+THUMBNAIL_DIMS = ("sample", "thumb_y", "thumb_x", "thumb_channel")
+
+
+def _with_residual(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """``(C, N, 2)`` points (first component, distance from the two-component plane).
+
+    ``reduce_maps`` centred float32 ``maps`` in place; the coordinates are orthogonal
+    projections of the centred rows, so the residual is ``sqrt(|x|² − |coords|²)`` (in float64).
+    """
+    if maps.dtype != torch.float32:  # not centred in place
+        maps = maps.float() - maps.float().mean(dim=1, keepdim=True)
+    total = torch.linalg.vector_norm(maps, dim=2, dtype=torch.float64).square()
+    kept = coords.double().square().sum(dim=2)
+    residual = (total - kept).clamp(min=0).sqrt().to(coords.dtype)
+    return torch.stack([coords[..., 0], residual], dim=-1)
 
 
 def _check_params(where: Any, pca: Any, batch_size: Any, max_memory: Any) -> None:

@@ -867,7 +867,9 @@ class Recorder:
                 f"the analysis returned {type(result).__name__}; expected an xarray.Dataset or an "
                 "object with a .dataset attribute."
             )
-        return dataset
+        # The probe's thumbnails are the same at every analysed snapshot: the log keeps its own
+        # thumbnails of the evaluation samples, and appending these each time would only repeat.
+        return dataset.drop_vars("thumbnail", errors="ignore")
 
     def _evaluate(self, ev: EvalSet) -> np.ndarray | None:
         assert self._classes is not None
