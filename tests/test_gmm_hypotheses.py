@@ -260,3 +260,76 @@ def test_pruning_experiment_against_manual_evaluation(trained_lenet, small_digit
     again = pruning_experiment(trained_lenet, anomalies, (x, y), seeds=3, random_state=7)
     assert again.runs["filters"].tolist() == runs["filters"].tolist()
     assert exp.per_layer == {"features.conv1": 1, "features.conv2": 2}
+
+
+# --- filter-level reading ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lenet_with_dead_filter(small_digits):
+    torch.manual_seed(0)
+    net = LeNet5()
+    with torch.no_grad():
+        net.features.conv2.weight[5] = 0.0
+        net.features.conv2.bias[5] = 0.0
+    x, y = small_digits
+    return fs.analyze(net, (x, y), n_samples=None, progress=False)
+
+
+def test_filter_outliers_flags_a_dead_filter_and_it_isolates_nothing(lenet_with_dead_filter):
+    from filterscope.gmm.hypotheses import filter_outliers
+
+    result = lenet_with_dead_filter
+    table = filter_outliers(result)
+    assert len(table) == len(result.table)
+    assert table["filter"].tolist() == result.table["filter"].tolist()
+    dead = table[(table.layer == "features.conv2") & (table.channel == 5)].iloc[0]
+    assert dead["k"] == 1 and dead["explained_variance"] == 0.0
+    assert dead["flagged"] and dead["max_abs_z"] > 3.5
+    assert dead["isolated_ids"] == []
+
+
+def test_filter_outliers_z_scores_are_robust_z_within_the_layer(lenet_with_dead_filter):
+    from filterscope.gmm.hypotheses import FILTER_STATISTICS, filter_outliers
+
+    table = filter_outliers(lenet_with_dead_filter, threshold=2.0)
+    for layer, g in table.groupby("layer"):
+        for name in FILTER_STATISTICS:
+            x = g[name].to_numpy()
+            med = np.median(x)
+            mad = 1.4826 * np.median(np.abs(x - med))
+            if mad == 0:
+                mad = 1.2533 * np.mean(np.abs(x - med))
+            expected = (x - med) / mad if mad > 0 else np.zeros_like(x)
+            np.testing.assert_allclose(g[f"z_{name}"].to_numpy(), expected, err_msg=layer)
+    z = table[[f"z_{s}" for s in FILTER_STATISTICS]].abs().max(axis=1)
+    np.testing.assert_array_equal(table["flagged"].to_numpy(), (z > 2.0).to_numpy())
+
+
+def test_filter_outliers_isolated_samples_are_the_smallest_cluster(lenet_with_dead_filter):
+    from filterscope.gmm.hypotheses import filter_outliers
+
+    result = lenet_with_dead_filter
+    table = filter_outliers(result, threshold=0.5, max_fraction=1.0)
+    ds = result.dataset
+    checked = 0
+    for row in table[table.flagged & (table.k > 1)].itertuples():
+        labels = ds["labels"].values[row.filter]
+        sizes = np.bincount(labels, minlength=int(row.k))[: int(row.k)]
+        held = np.where(sizes > 0, sizes, len(labels) + 1)
+        expected = ds["sample_id"].values[labels == np.argmin(held)].tolist()
+        assert row.isolated_ids == expected
+        checked += 1
+    assert checked > 0
+    assert (table.loc[~table.flagged, "isolated_ids"].map(len) == 0).all()
+
+
+def test_filter_outliers_rejects_bad_parameters(lenet_with_dead_filter):
+    from filterscope.gmm.hypotheses import filter_outliers
+
+    with pytest.raises(InvalidParameterError, match="threshold"):
+        filter_outliers(lenet_with_dead_filter, threshold=0)
+    with pytest.raises(InvalidParameterError, match="max_fraction"):
+        filter_outliers(lenet_with_dead_filter, max_fraction=1.5)
+    with pytest.raises(InvalidParameterError, match="unknown filter statistic"):
+        filter_outliers(lenet_with_dead_filter, statistics=["k", "nope"])

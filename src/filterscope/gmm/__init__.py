@@ -3,7 +3,7 @@
 Owns probe-sample selection (:mod:`~filterscope.gmm.probe`, :func:`select_samples`), the
 batched PCA solver (:mod:`~filterscope.gmm.pca`, :func:`pca_2d`), activation capture
 (:mod:`~filterscope.gmm.extract`, :func:`extract`), batched EM with Calinski–Harabasz selection
-of K (:class:`FilterGMM`), the user-facing :func:`analyze` and the paper's three hypotheses (:func:`overfitting_curve`, :func:`gradient_norms` / :func:`compare_outliers`,
+of K (:class:`FilterGMM`), the user-facing :func:`analyze` and the paper's three hypotheses (:func:`overfitting_curve`, :func:`filter_outliers`, :func:`gradient_norms` / :func:`compare_outliers`,
 :func:`prune` / :func:`pruning_experiment`). Must not import any view, plot or widget: results
 are plain pandas / xarray objects that views and plots read.
 
@@ -30,6 +30,7 @@ from filterscope.gmm.hypotheses import (
     PruneHandle,
     PruningExperiment,
     compare_outliers,
+    filter_outliers,
     gradient_norms,
     overfitting_curve,
     prune,
@@ -50,6 +51,7 @@ __all__ = [
     "analyze",
     "compare_outliers",
     "extract",
+    "filter_outliers",
     "gradient_norms",
     "overfitting_curve",
     "pca_2d",

@@ -35,11 +35,13 @@ from filterscope.gmm.analyze import AnalysisResult
 from filterscope.gmm.probe import ProbeSet, select_samples
 
 __all__ = [
+    "FILTER_STATISTICS",
     "OutlierComparison",
     "OverfittingCurve",
     "PruneHandle",
     "PruningExperiment",
     "compare_outliers",
+    "filter_outliers",
     "gradient_norms",
     "overfitting_curve",
     "prune",
@@ -251,6 +253,135 @@ def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, fl
         float(spearman.statistic),
         float(spearman.pvalue),
     )
+
+
+# --- A filter-level reading -----------------------------------------------------------------
+
+#: Per-filter clustering statistics that :func:`filter_outliers` compares within a layer.
+FILTER_STATISTICS = ("k", "log_ch", "smallest_fraction", "score", "explained_variance")
+
+
+def filter_outliers(
+    result: AnalysisResult,
+    threshold: float = 3.5,
+    statistics: Sequence[str] = FILTER_STATISTICS,
+    max_fraction: float = 0.1,
+) -> pd.DataFrame:
+    """A filter-level reading: filters whose clustering statistics are outliers within their layer.
+
+    The sample rule of :class:`~filterscope.gmm.FilterGMM` flags a filter by its own clustering
+    (a small, well-separated cluster). This reading instead compares every filter with the other
+    filters of its layer: for each statistic, a robust z-score ``(x − median) / (1.4826 · MAD)``
+    over the layer's filters (the mean absolute deviation, ``1.2533 · meanAD``, stands in when
+    the MAD is 0; a statistic constant over the layer gives z = 0), and a filter is flagged when
+    ``|z| > threshold`` for at least one statistic (the modified z-score rule of Iglewicz and
+    Hoaglin). Layers with fewer than three filters flag nothing.
+
+    The statistics: ``k`` (chosen number of clusters), ``log_ch`` (``log1p`` of the
+    Calinski–Harabasz index at ``k``, 0 for ``k = 1``), ``smallest_fraction`` (share of the
+    samples in the smallest cluster, 1 for ``k = 1``), ``score`` (anomaly score) and
+    ``explained_variance`` (share of the variance kept by the 2-D PCA).
+
+    A flagged filter *isolates* the samples of its smallest cluster when it has ``k ≥ 2`` and that
+    cluster holds at most ``max_fraction`` of the samples; a filter flagged for collapsing to
+    ``k = 1`` isolates none.
+
+    Parameters
+    ----------
+    result : AnalysisResult
+        What :func:`~filterscope.gmm.analyze` returned.
+    threshold : float, default=3.5
+        Robust z-score above which a statistic is an outlier.
+    statistics : sequence of str, default=FILTER_STATISTICS
+        Which of :data:`FILTER_STATISTICS` to compare.
+    max_fraction : float, default=0.1
+        Largest share of the samples a flagged filter's smallest cluster may hold to isolate them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per filter, in the order of ``result.table``: ``layer``, ``channel``, ``filter``,
+        the statistics, ``z_<statistic>`` for each, ``max_abs_z``, ``flagged`` and
+        ``isolated_ids`` (sample ids, empty unless flagged).
+
+    Raises
+    ------
+    InvalidParameterError
+        When ``threshold`` or ``max_fraction`` is out of range or a statistic is unknown.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import filterscope as fs
+    >>> from filterscope.gmm.hypotheses import filter_outliers
+    >>> from filterscope.models import LeNet5
+    >>> _ = torch.manual_seed(0)
+    >>> result = fs.analyze(LeNet5(), torch.randn(64, 1, 32, 32), n_samples=64, progress=False)
+    >>> table = filter_outliers(result)
+    >>> len(table) == len(result.table), table["flagged"].dtype
+    (True, dtype('bool'))
+    """
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise InvalidParameterError(f"threshold must be a positive number, got {threshold!r}.")
+    if not 0 < max_fraction <= 1:
+        raise InvalidParameterError(f"max_fraction must be in (0, 1], got {max_fraction!r}.")
+    unknown = [s for s in statistics if s not in FILTER_STATISTICS]
+    if unknown or not statistics:
+        raise InvalidParameterError(
+            f"unknown filter statistic(s) {unknown}; choose from {list(FILTER_STATISTICS)}."
+        )
+    table = result.table
+    ds = result.dataset
+    n = ds.sizes["sample"]
+    k = table["k"].to_numpy(dtype=np.float64)
+    out = pd.DataFrame(
+        {
+            "layer": table["layer"].to_numpy(),
+            "channel": table["channel"].to_numpy(),
+            "filter": table["filter"].to_numpy(),
+            "k": k,
+            "log_ch": np.where(k > 1, np.log1p(np.nan_to_num(table["ch"].to_numpy(), nan=0.0)), 0),
+            "smallest_fraction": np.where(
+                k > 1, table["smallest_cluster"].to_numpy(dtype=np.float64) / n, 1.0
+            ),
+            "score": table["score"].to_numpy(dtype=np.float64),
+            "explained_variance": np.nan_to_num(table["explained_variance"].to_numpy(), nan=0.0),
+        }
+    )
+    z_abs = np.zeros(len(out))
+    for name in statistics:
+        z = out.groupby("layer", sort=False)[name].transform(_robust_z).to_numpy()
+        out[f"z_{name}"] = z
+        z_abs = np.maximum(z_abs, np.abs(z))
+    out["max_abs_z"] = z_abs
+    out["flagged"] = z_abs > threshold
+    labels = ds["labels"].values
+    sizes = ds["cluster_size"].values
+    sample_ids = ds["sample_id"].values
+    isolated: list[list[int]] = []
+    for row in out.itertuples(index=False):
+        ids: list[int] = []
+        f = int(row.filter)
+        if row.flagged and row.k > 1:
+            held = np.where(sizes[f, : int(row.k)] > 0, sizes[f, : int(row.k)], n + 1)
+            smallest = int(np.argmin(held))
+            if held[smallest] <= max_fraction * n:
+                ids = sample_ids[labels[f] == smallest].tolist()
+        isolated.append(ids)
+    out["isolated_ids"] = isolated
+    return out
+
+
+def _robust_z(values: pd.Series) -> pd.Series:
+    x = values.to_numpy(dtype=np.float64)
+    if len(x) < 3:
+        return pd.Series(np.zeros(len(x)), index=values.index)
+    med = np.median(x)
+    mad = 1.4826 * np.median(np.abs(x - med))
+    if mad <= 0:
+        mad = 1.2533 * np.mean(np.abs(x - med))
+    z = (x - med) / mad if mad > 0 else np.zeros(len(x))
+    return pd.Series(z, index=values.index)
 
 
 # --- H2 ------------------------------------------------------------------------------------
