@@ -9,6 +9,7 @@ variable. Figures draw from the log's index; ``tests/test_data_path.py`` checks 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import bokeh
 import numpy as np
@@ -20,19 +21,34 @@ from bokeh.models import CategoricalAxis, ColumnDataSource, CrosshairTool, Glyph
 from oracles import layer_stats
 
 from filterscope.dynamics import anomaly_counts
+from filterscope.dynamics.cube import cube_faces
+from filterscope.dynamics.layer_view import filter_rows, metric_extent, node_series
+from filterscope.dynamics.validation import class_marks, order_classes, order_rows
 from filterscope.errors import InvalidDataError, InvalidParameterError, LogFormatError
 from filterscope.index import build_index
 from filterscope.index.summaries import class_accuracy, layer_filter_mean, layer_mean_abs
 from filterscope.plots import (
     change_ratio_figure,
     class_accuracy_figure,
+    class_rows_figure,
+    colors,
+    cube_figures,
     filter_cosine_figure,
+    filter_pixel_figure,
     gradient_figure,
+    layer_tree_figure,
     loss_figure,
     training_figures,
+    validation_figure,
     write_report,
 )
 from filterscope.plots.figures import ACCURACY_PALETTE
+from filterscope.plots.views import (
+    column_of_pixel,
+    normalize_rows,
+    row_log_normalize,
+    triangle_size,
+)
 
 STATS = ["max", "min", "mean", "sum", "var", "std", "l0", "l1", "l2", "median", "q1", "q3"]
 THRESHOLDS = np.array(
@@ -305,3 +321,199 @@ def test_many_classes_draw_the_lowest_accuracy_ones(tmp_path, monkeypatch):
     worst = sorted(np.argsort(mean_acc, kind="stable")[:2])
     assert list(dict.fromkeys(cells.data["row"])) == [["cat", "dog", "owl"][c] for c in worst]
     assert "the 2 of 3 classes with the lowest mean accuracy" in fig.title.text
+
+
+# ------------------------------------------------------------------ the views' static figures
+
+JS_SRC = Path(__file__).resolve().parents[1] / "js" / "src"
+
+
+def _ts_hexes(file: str, name: str) -> list[str]:
+    """The hex colours of the TypeScript constant ``name`` in ``js/src/<file>``."""
+    text = (JS_SRC / file).read_text(encoding="utf-8")
+    match = re.search(rf"const {name}\b[^=]*=\s*(\[.*?\n\]|\[[^\n]*\]|\"[^\"]*\")", text, re.DOTALL)
+    assert match, f"{name} not found in {file}"
+    return [h.lower() for h in re.findall(r"#[0-9a-fA-F]{6}", match.group(1))]
+
+
+def _ts_rgba(file: str, name: str) -> list[str]:
+    text = (JS_SRC / file).read_text(encoding="utf-8")
+    match = re.search(rf"const {name}\b[^=]*=\s*\[(.*?)\n\];", text, re.DOTALL)
+    assert match, f"{name} not found in {file}"
+    rows = re.findall(r"\[(\d+),\s*(\d+),\s*(\d+),\s*255\]", match.group(1))
+    return ["#{:02x}{:02x}{:02x}".format(*map(int, row)) for row in rows]
+
+
+def _ts_stops(file: str, name: str) -> list[tuple[float, str]]:
+    text = (JS_SRC / file).read_text(encoding="utf-8")
+    match = re.search(rf"const {name}\b[^=]*=\s*\[(.*?)\n\];", text, re.DOTALL)
+    assert match, f"{name} not found in {file}"
+    found = re.findall(r"\[\s*([0-9.]+),\s*(?:hex\()?\"(#[0-9a-fA-F]{6})\"", match.group(1))
+    return [(float(at), color.lower()) for at, color in found]
+
+
+def test_colour_scales_are_the_widgets_own():
+    assert _ts_rgba("canvas.ts", "VIRIDIS") == list(colors.VIRIDIS_STOPS)
+    assert _ts_stops("validation.ts", "ACCURACY_STOPS") == list(colors.ACCURACY_STOPS)
+    assert _ts_stops("cube.ts", "ACCURACY_STOPS") == list(colors.ACCURACY_STOPS)
+    assert _ts_hexes("validation.ts", "CORRECT_COLOR") == [colors.CORRECT_COLOR]
+    assert _ts_hexes("validation.ts", "WRONG_COLOR") == [colors.WRONG_COLOR]
+    assert _ts_hexes("cube.ts", "BLUE_STOPS") == list(colors.BLUE_STOPS)
+    assert _ts_hexes("layer.ts", "POSITIVE") == list(colors.HORIZON_POSITIVE)
+    assert _ts_hexes("layer.ts", "NEGATIVE") == list(colors.HORIZON_NEGATIVE)
+    assert _ts_hexes("layer.ts", "BAND_COLORS") == list(colors.BAND_COLORS)
+    # The 256-step tables hit the stops where the page's tables do.
+    for palette, first, last in (
+        (colors.VIRIDIS_PALETTE, "#440154", "#fde725"),
+        (colors.BLUE_PALETTE, "#c6dbef", "#08306b"),
+        (ACCURACY_PALETTE, "#dd261c", "#0e9247"),
+    ):
+        assert len(palette) == 256 and palette[0] == first and palette[-1] == last
+    # Either side of 0.5: step 127 (t = 127/255) is 99.6 % of the way from red to pale yellow,
+    # step 128 is 9.8 % of the way from pale yellow to light green (0.5 to 0.52).
+    assert colors.ACCURACY_PALETTE[127] == "#fffebe"
+    assert colors.ACCURACY_PALETTE[128] == "#fbfdba"
+
+
+def test_drawing_maths_matches_hand_computed_values():
+    # Nearest column, ties to the earlier; nothing beyond half a gap outside the points.
+    assert column_of_pixel([10, 20, 30], 0, 40, 8).tolist() == [-1, 0, 0, 1, 1, 2, 2, -1]
+    grid = np.array([[1.0, 3.0, np.nan], [2.0, 2.0, 4.0]])
+    np.testing.assert_array_equal(
+        normalize_rows(grid, "filter"), [[0.0, 1.0, np.nan], [0.0, 0.0, 1.0]]
+    )
+    np.testing.assert_array_equal(
+        normalize_rows(grid, "snapshot"), [[0.0, 1.0, np.nan], [1.0, 0.0, 0.5]]
+    )
+    np.testing.assert_array_equal(
+        normalize_rows(grid, "global", (0.0, 4.0)), [[0.25, 0.75, np.nan], [0.5, 0.5, 1.0]]
+    )
+    with pytest.raises(InvalidParameterError, match="normalize must be one of"):
+        normalize_rows(grid, "row")  # type: ignore[arg-type]
+    logs = row_log_normalize([[1e-3, 1e-2, 1e-1, 0.0], [5.0, 5.0, np.nan, 5.0]], tail=0.0)
+    np.testing.assert_allclose(logs[0, :3], [0.0, 0.5, 1.0])
+    assert np.isnan(logs[0, 3]) and np.isnan(logs[1, 2])
+    np.testing.assert_array_equal(logs[1, [0, 1, 3]], 0.5)
+    assert triangle_size(4, 5, 20, 14) == 0.0
+    assert triangle_size(20, 5, 20, 14) == 14.0
+    assert triangle_size(5 + 15 / 4, 5, 20, 14) == pytest.approx(5 + 9 * 0.5)
+
+
+def _nan_equal(a, b) -> None:
+    np.testing.assert_array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+
+
+@pytest.mark.parametrize("chart", ["horizon", "line", "box", "bands"])
+def test_layer_tree_figure_draws_the_node_series(tmp_path, chart):
+    idx, _, _ = indexed_log(tmp_path)
+    fig = layer_tree_figure(idx, chart=chart, variable="weight" if chart == "line" else "gradient")
+    assert not check_integrity(fig.references()).error
+    cells = _sources(fig)[0].data
+    expected = node_series(
+        idx, variable="weight" if chart == "line" else "gradient", chart=chart, columns=300
+    )
+    # Tree order: the model, then its children in the index's order.
+    assert list(dict.fromkeys(cells["node"])) == ["model", "conv1", "conv2", "fc"]
+    _nan_equal(cells["value"], expected.sel(node=["model", "conv1", "conv2", "fc"]).values.ravel())
+    labels = list(fig.yaxis[0].major_label_overrides.values())
+    assert labels == ["model", "  conv1", "  conv2", "  fc"]  # indented by depth
+    if chart == "horizon":  # band heights follow each node's own largest magnitude
+        quads = _sources(fig)[1].data
+        assert set(quads["color"]) <= set(colors.HORIZON_POSITIVE) | set(colors.HORIZON_NEGATIVE)
+        top = np.nanmax(np.abs(expected.sel(node="fc").values))
+        full = [t - b for t, b in zip(quads["top"], quads["bottom"], strict=True)]
+        assert max(full) == pytest.approx(0.9 * 1.0) and top > 0
+
+
+def test_filter_pixel_figure_draws_filter_rows_normalised(tmp_path):
+    idx, log, _ = indexed_log(tmp_path)
+    for mode in ("filter", "global"):
+        fig = filter_pixel_figure(idx, "conv2", normalize=mode)
+        (source,) = _sources(fig)
+        rows = filter_rows(idx, "conv2", columns=300)
+        _nan_equal(source.data["rows"][0], rows.values)
+        cosine = log["filter_cosine"].values[:, log["filter_layer_index"].values == 2].T
+        _nan_equal(source.data["rows"][0], cosine)  # the raw log values, at level 0
+        image = source.data["image"][0][::-1]  # first filter on top
+        x = log["snapshot_step"].values
+        span = (fig.x_range.start, fig.x_range.end)
+        cols = column_of_pixel(x, *span, image.shape[1])
+        lo, hi = metric_extent(idx) if mode == "global" else (0, 1)
+        _nan_equal(image[:, cols >= 0], normalize_rows(cosine, mode, (lo, hi))[:, cols[cols >= 0]])
+    with pytest.raises(InvalidParameterError, match="layer must be a layer name"):
+        filter_pixel_figure(idx, "<b>nope</b>")
+
+
+def test_validation_figure_draws_accuracy_and_flip_triangles(tmp_path):
+    idx, log, _ = indexed_log(tmp_path)
+    fig = validation_figure(idx, j=0, threshold=2)
+    heat, up, down = (r.data_source.data for r in fig.renderers)
+    marks = class_marks(log, j=0, threshold=2)
+    err = idx.query("class_error", columns=300).sel(agg="mean").values  # snapshot, class
+    order = list(order_classes(err, "mds"))
+    assert list(dict.fromkeys(heat["class"])) == order
+    for c in range(3):
+        rows = np.asarray(heat["class"]) == c
+        _nan_equal(np.asarray(heat["accuracy"])[rows], 1 - err[:, c])
+    for drawn, kind in ((up, "up"), (down, "down")):
+        counts = marks[kind].values  # snapshot, class (one column per snapshot here)
+        snap, cls = np.nonzero(counts)
+        expected = sorted(
+            zip(
+                cls.tolist(),
+                log["snapshot_step"].values[snap].tolist(),
+                counts[snap, cls].tolist(),
+                strict=True,
+            )
+        )
+        got = sorted(zip(drawn["class"], drawn["x"], drawn["count"], strict=True))
+        assert got == [(c, float(x), n) for c, x, n in expected]
+        assert all(s >= 5 for s in drawn["size"])
+    assert up["class"] or down["class"]  # the planted data flips somewhere
+
+
+def test_class_rows_figure_draws_the_index_rows_in_mds_order(tmp_path):
+    idx, log, _ = indexed_log(tmp_path)
+    fig = class_rows_figure(idx, 1)
+    (source,) = _sources(fig)
+    answer = idx.query("correct", columns=300, class_=1).sel(agg="mean")
+    values = answer.transpose("snapshot", "sample").values
+    order = order_rows(values)
+    np.testing.assert_array_equal(source.data["samples"][0], answer["sample"].values[order])
+    np.testing.assert_array_equal(source.data["values"][0], values[:, order].T)
+    correct = log["correct"].values[:, log["label"].values == 1]
+    np.testing.assert_array_equal(source.data["values"][0], correct[:, order].T)
+    with pytest.raises(InvalidParameterError, match="class 7 is not in this log"):
+        class_rows_figure(idx, 7)
+
+
+def test_cube_figures_draw_the_cube_faces(tmp_path):
+    idx, log, _ = indexed_log(tmp_path)
+    grid = cube_figures(idx, k=2)
+    assert not check_integrity(grid.references()).error
+    (top, _), (front, _), (right, _) = ((c[0], c[1:]) for c in grid.children)
+    faces = cube_faces(log, k=2)
+    page = faces["class_order"].values
+    front_src, top_src, right_src = (_sources(f)[0].data for f in (front, top, right))
+    mean_abs = layer_mean_abs(idx, "grad_stat", columns=300).sel(agg="mean").values.T
+    _nan_equal(front_src["mean_abs"], mean_abs.ravel())
+    _nan_equal(front_src["value"], row_log_normalize(mean_abs).ravel())
+    acc = (
+        class_accuracy(idx, columns=300, class_=list(page)).sel(agg="mean").transpose("class", ...)
+    )
+    _nan_equal(top_src["value"], acc.values.ravel())
+    corr = faces["correlation"].sel(layer=[0, 2, 3]).transpose("layer", "class").values[:, page]
+    _nan_equal(right_src["value"], np.where(corr > 0, corr, np.nan).ravel())
+    assert front.x_range is top.x_range and front.y_range is right.y_range
+
+
+def test_names_are_drawn_as_text(tmp_path):
+    log, _ = hand_built_log()
+    hostile = "<img src=x onerror=alert(1)>"
+    log = log.assign_coords(class_name=("class", [hostile, "dog", "owl"]))
+    idx = build_index(log, tmp_path / "i.zarr")
+    fig = validation_figure(idx)
+    # Tick labels and tooltips are canvas text: the name is kept as it is, never parsed.
+    assert hostile in fig.yaxis[0].major_label_overrides.values()
+    text = write_report(idx, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text

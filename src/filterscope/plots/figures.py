@@ -39,6 +39,7 @@ from filterscope.index.summaries import (
     stat_layers,
 )
 from filterscope.log.reader import eval_set_names
+from filterscope.plots.colors import ACCURACY_PALETTE
 
 __all__ = [
     "ACCURACY_PALETTE",
@@ -65,21 +66,6 @@ MAX_COLUMNS = 300
 # Class heat lines beyond this many show only the classes with the lowest mean accuracy.
 MAX_CLASS_ROWS = 50
 NAN_COLOR = "#f0f0f0"
-
-
-def _interpolate_palette(stops: Sequence[tuple[float, str]], n: int = 256) -> tuple[str, ...]:
-    positions = np.array([p for p, _ in stops])
-    rgb = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for _, c in stops], dtype=float)
-    grid = np.linspace(0.0, 1.0, n)
-    channels = [np.interp(grid, positions, rgb[:, k]) for k in range(3)]
-    return tuple("#{:02x}{:02x}{:02x}".format(*(round(ch[i]) for ch in channels)) for i in range(n))
-
-
-#: DeepTracker's class-accuracy scale: red at 0, pale yellow at 0.5, light green just above 0.5,
-#: dark green at 1, so "worse than chance between two classes" reads red at a glance.
-ACCURACY_PALETTE = _interpolate_palette(
-    [(0.0, "#dd261c"), (0.5, "#ffffbf"), (0.52, "#d9ef8b"), (1.0, "#0e9247")]
-)
 
 
 LogOrIndex = xr.Dataset | Index
@@ -128,7 +114,7 @@ def _figure(
     crosshair: Span | None,
     height: int,
     y_axis_label: str | None = None,
-    y_range: DataRange1d | FactorRange | None = None,
+    y_range: Range1d | DataRange1d | FactorRange | None = None,
     y_axis_type: Literal["auto", "log"] = "auto",
 ) -> figure:
     # Ranges go to the constructor, which picks the matching scale (categorical for factors).

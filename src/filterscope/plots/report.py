@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,9 +25,24 @@ from filterscope.errors import InvalidDataError, InvalidParameterError
 from filterscope.index import Index, index_of
 from filterscope.index.summaries import best_value, last_value
 from filterscope.log.reader import eval_set_names, log_path
-from filterscope.plots.figures import WIDTH, training_figures
+from filterscope.plots.figures import WIDTH, shared_axes, training_figures
+from filterscope.plots.views import (
+    _node_depths,
+    class_rows_figure,
+    cube_figures,
+    filter_pixel_figure,
+    layer_tree_figure,
+    validation_figure,
+)
 
-__all__ = ["store_size", "summary", "write_report"]
+__all__ = [
+    "analysis_table",
+    "isolated_samples",
+    "store_size",
+    "summary",
+    "view_sections",
+    "write_report",
+]
 
 TOP_ANOMALIES = 20
 _STYLE = (
@@ -183,33 +200,59 @@ def write_report(
     title: str = "filterscope report",
     *,
     analysis: xr.Dataset | None = None,
+    note: str | None = None,
+    views: bool = True,
 ) -> Path:
-    """Write a self-contained HTML report of a log: summary numbers, linked figures, anomalies.
+    """Write a self-contained HTML report of a log: summary numbers, linked figures, the views,
+    the anomaly filters and the samples they isolate.
 
-    BokehJS is inlined, so the file opens offline and can be mailed or archived as is.
+    BokehJS is inlined and thumbnails are embedded as PNG data, so the file opens offline (it
+    requests nothing) and can be mailed or archived as is. Every name (layer, class, sample) is
+    shown as text, never as HTML.
+
+    Sections: the summary; the training figures (:func:`~filterscope.plots.training_figures`);
+    with ``views``, the layer tree (:func:`~filterscope.plots.layer_tree_figure`) and the
+    filters of one layer, the validation view's class heat lines and the rows of its most
+    unstable class, and the cube's faces (each where the log has what it needs); ``note``; the
+    anomaly table (the filters with the highest continuous ``score``, also when none is
+    flagged) and the isolated samples: every sample that an anomaly filter isolates, with how
+    many filters isolate it, in which layers, and its thumbnail where the log holds it.
 
     Parameters
     ----------
     log : xarray.Dataset, Index or path
         A log from :func:`filterscope.open_log` or the store's path (then the store size is
-        reported and its analysis group, if any, is plotted); its index is opened, or built on
+        reported and its analysis group, if any, is read); its index is opened, or built on
         first use, with :func:`filterscope.index_of`. For a log built in memory pass its index
         (:func:`filterscope.index.build_index`).
     path : path
         Where to write the HTML file (parent folders are created).
     anomalies : AnalysisResult or pandas.DataFrame, optional
-        The result of :func:`filterscope.analyze` (or its ``.table``); the 20 highest-scoring
-        filters are listed.
+        The result of :func:`filterscope.analyze` (or its ``.table``). Default: the last
+        snapshot of the log's analysis group, when it has one.
     title : str, default="filterscope report"
         Page and heading title.
     analysis : xarray.Dataset, optional
-        The log's analysis group; adds the anomaly-filter count per analysed snapshot. Read from
-        the store when ``log`` is a path and this is not given.
+        The log's analysis group; adds the anomaly-filter count per analysed snapshot and, when
+        ``anomalies`` is not given, the table of its last snapshot. Read from the store when
+        ``log`` was opened from a path and this is not given.
+    note : str, optional
+        A paragraph shown above the anomaly section (as text), e.g. what the isolated samples
+        are.
+    views : bool, default True
+        Add the figures of the layer, validation and cube views.
 
     Returns
     -------
     pathlib.Path
         The written file.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``log`` is not a log, index or path, or ``note`` is not text.
+    InvalidDataError
+        If ``anomalies`` is neither an analysis result nor a DataFrame.
 
     Examples
     --------
@@ -218,6 +261,10 @@ def write_report(
     """
     import filterscope as fs
 
+    if note is not None and not isinstance(note, str):
+        raise InvalidParameterError(
+            f"note must be text (a str) or None, got {type(note).__name__}."
+        )
     table = None if anomalies is None else _anomaly_table(anomalies)
     source: str | None = None
     numbers: dict[str, Any] = {}
@@ -246,20 +293,329 @@ def write_report(
         _summary_div(title, numbers, source),
         training_figures(idx, analysis),
     ]
-    if table is not None:
-        total = len(getattr(anomalies, "table", anomalies))
-        parts.append(
-            Div(
-                text=f"<h2>Anomaly filters</h2><p>Top {len(table)} of {total} filters by "
-                "anomaly score (arXiv 2412.10457).</p>",
-                width=WIDTH,
-            )
-        )
-        parts.append(_table_widget(table))
+    if views:
+        parts += view_sections(idx, table)
+    if note is not None:
+        parts.append(Div(text=f"<p class='fs-note'>{html.escape(note)}</p>", width=WIDTH))
+    samples: xr.Dataset | None = getattr(anomalies, "dataset", None)
+    full = None if anomalies is None else getattr(anomalies, "table", anomalies)
+    at_step = None
+    if anomalies is None and analysis is not None and _has_analysis_table(analysis):
+        full, samples, at_step = analysis_table(analysis)
+        table = _anomaly_table(full)
+    if table is not None and full is not None:
+        parts += _anomaly_sections(table, full, at_step)
+        parts += _isolated_sections(full, samples, idx.log)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(file_html(column(*parts), resources=INLINE, title=title), encoding="utf-8")
     return out
+
+
+def _has_analysis_table(analysis: xr.Dataset) -> bool:
+    return all(v in analysis for v in ("anomaly", "anomaly_score", "outlier"))
+
+
+def analysis_table(analysis: xr.Dataset) -> tuple[pd.DataFrame, xr.Dataset, int | None]:
+    """The anomaly table of the last snapshot of a log's analysis group.
+
+    The columns of :attr:`~filterscope.gmm.AnalysisResult.table` that the group records
+    (``layer``, ``channel``, ``filter``, ``k``, ``smallest_cluster``, ``n_outliers``,
+    ``outlier_ids``, ``score``, ``anomaly``, ``dead``, ``explained_variance``), ranked by score
+    (highest first).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+    samples : xarray.Dataset
+        That snapshot (its ``sample_id``, ``label`` and, if recorded, ``thumbnail``).
+    step : int or None
+        The optimizer step of that analysis.
+    """
+    has_time = "analysis_snapshot" in analysis.dims
+    last = (analysis.isel(analysis_snapshot=-1) if has_time else analysis).compute()
+    n = last.sizes["filter"]
+    ids = np.asarray(
+        last["sample_id"].values if "sample_id" in last.coords else last["sample"].values
+    )
+    outlier = np.asarray(last["outlier"].values, dtype=bool)
+
+    def coord(name: str, default: Any) -> Any:
+        return last[name].values if name in last.variables else default
+
+    table = pd.DataFrame(
+        {
+            "layer": [str(v) for v in np.asarray(coord("filter_layer", np.full(n, "?")))],
+            "channel": np.asarray(coord("filter_channel", np.arange(n))).astype(np.int64),
+            "filter": np.arange(n, dtype=np.int64),
+            "k": np.asarray(coord("n_clusters", np.zeros(n))).astype(np.int64),
+            "smallest_cluster": np.asarray(coord("smallest_cluster", np.zeros(n))),
+            "n_outliers": outlier.sum(axis=1),
+            "outlier_ids": [ids[row].tolist() for row in outlier],
+            "score": np.asarray(last["anomaly_score"].values, dtype=np.float64),
+            "anomaly": np.asarray(last["anomaly"].values, dtype=bool),
+        }
+    )
+    for name in ("dead", "explained_variance"):
+        if name in last:
+            table[name] = np.asarray(last[name].values)
+    order = np.lexsort((table["filter"].to_numpy(), -np.nan_to_num(table["score"], nan=-1.0)))
+    step = int(last["analysis_step"].values) if "analysis_step" in last.coords else None
+    return table.iloc[order].reset_index(drop=True), last, step
+
+
+def _anomaly_sections(table: pd.DataFrame, full: pd.DataFrame, step: int | None) -> list[Any]:
+    flagged = int(np.asarray(full["anomaly"], dtype=bool).sum()) if "anomaly" in full else None
+    where = "" if step is None else f" at step {step:,}"
+    if flagged is None:
+        verdict = ""
+    elif flagged == 0:
+        verdict = (
+            f" No filter is flagged as an anomaly filter{where}; the table lists the highest "
+            "continuous scores."
+        )
+    else:
+        verdict = f" {flagged} of {len(full)} filters are flagged as anomaly filters{where}."
+    return [
+        Div(
+            text=f"<h2>Anomaly filters</h2><p>Top {len(table)} of {len(full)} filters by "
+            f"anomaly score (arXiv 2412.10457).{html.escape(verdict)}</p>",
+            width=WIDTH,
+        ),
+        _table_widget(table),
+    ]
+
+
+#: Isolated samples listed at most (those isolated by the most anomaly filters first).
+MAX_ISOLATED = 60
+_TABLE_STYLE = (
+    "<style>.fs-isolated td,.fs-isolated th{padding:2px 10px 2px 0;text-align:left;"
+    "font-family:sans-serif;font-size:12px;vertical-align:middle}"
+    ".fs-isolated img{image-rendering:pixelated;width:48px;height:48px;object-fit:contain;"
+    "background:#000}</style>"
+)
+
+
+def isolated_samples(table: pd.DataFrame) -> pd.DataFrame:
+    """Every sample that an anomaly filter isolates, with how many filters isolate it and in
+    which layers.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        An anomaly table (:attr:`~filterscope.gmm.AnalysisResult.table` or
+        :func:`analysis_table`) with ``anomaly``, ``outlier_ids`` and ``layer``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``sample_id``, ``filters`` (anomaly filters isolating it), ``layers`` (their layers, in
+        first-seen order), most filters first, then by id.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"anomaly": [True, True, False], "layer": ["a", "b", "b"],
+    ...                   "outlier_ids": [[5, 2], [5], [7]]})
+    >>> isolated_samples(t).values.tolist()
+    [[5, 2, ['a', 'b']], [2, 1, ['a']]]
+    """
+    from filterscope.gmm.analyze import outlier_sample_ids  # imports torch: only when needed
+
+    ids = outlier_sample_ids(table)
+    flagged = table[np.asarray(table["anomaly"], dtype=bool)]
+    filters = {int(i): 0 for i in ids}
+    layers: dict[int, list[str]] = {int(i): [] for i in ids}
+    for layer, outliers in zip(flagged["layer"], flagged["outlier_ids"], strict=True):
+        for sample in {int(v) for v in np.asarray(outliers, dtype=np.int64).ravel()}:
+            filters[sample] += 1
+            if str(layer) not in layers[sample]:
+                layers[sample].append(str(layer))
+    out = pd.DataFrame(
+        {
+            "sample_id": np.asarray(list(filters), dtype=np.int64),
+            "filters": np.asarray(list(filters.values()), dtype=np.int64),
+            "layers": list(layers.values()),
+        }
+    )
+    order = np.lexsort((out["sample_id"].to_numpy(), -out["filters"].to_numpy()))
+    return out.iloc[order].reset_index(drop=True)
+
+
+def _thumbnails(
+    samples: xr.Dataset | None, log: xr.Dataset, wanted: list[int]
+) -> tuple[dict[int, np.ndarray], dict[int, Any], str]:
+    """Thumbnails of the ``wanted`` sample ids and labels of the analysed samples, by sample id,
+    and where the thumbnails come from.
+
+    The analysis's own ``thumbnail`` when it has one; else the log's evaluation thumbnails,
+    only when the analysed samples are the log's: every sample id they share carries the same
+    label in both (an analysis of other data shows no images rather than wrong ones).
+    """
+    if samples is None or "sample_id" not in samples.coords:
+        return {}, {}, "The analysis does not record its sample ids, so no images are shown."
+    ids = np.asarray(samples["sample_id"].values, dtype=np.int64).tolist()
+    labels: dict[int, Any] = {}
+    if "label" in samples.coords:
+        labels = dict(zip(ids, np.asarray(samples["label"].values).tolist(), strict=True))
+    if "thumbnail" in samples:
+        at = {v: i for i, v in enumerate(ids)}
+        keep = [i for i in wanted if i in at]
+        images = np.asarray(samples["thumbnail"].isel(sample=[at[i] for i in keep]).values)
+        return dict(zip(keep, images, strict=True)), labels, "Images: the analysis's own."
+    if "thumbnail" not in log or "sample_id" not in log.coords or "label" not in log.coords:
+        return {}, labels, "The log holds no thumbnails of the analysed samples."
+    log_labels = np.asarray(log["label"].values).tolist()
+    position = {int(v): i for i, v in enumerate(np.asarray(log["sample_id"].values))}
+    shared = [i for i in ids if i in position]
+    if not labels or not shared or any(labels[i] != log_labels[position[i]] for i in shared):
+        return (
+            {},
+            labels,
+            "The analysed samples are not the log's evaluation samples (their ids or labels "
+            "differ), so the log's thumbnails are not shown for them.",
+        )
+    keep = [i for i in wanted if i in position]
+    # One read of just the wanted thumbnails (a log may hold 50,000).
+    images = np.asarray(log["thumbnail"].isel(sample=[position[i] for i in keep]).values)
+    return (
+        dict(zip(keep, images.astype(np.uint8), strict=True)),
+        labels,
+        "Images: the log's thumbnails of its evaluation samples (the analysed samples are "
+        "among them).",
+    )
+
+
+def _png_data_url(image: np.ndarray) -> str:
+    from PIL import Image
+
+    pixels = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _isolated_sections(
+    full: pd.DataFrame, samples: xr.Dataset | None, log: xr.Dataset
+) -> list[Any]:
+    if not {"anomaly", "outlier_ids", "layer"} <= set(full.columns):
+        return []
+    found = isolated_samples(full)
+    heading = "<h2>Isolated samples</h2>"
+    if found.empty:
+        return [Div(text=f"{heading}<p>No anomaly filter, so no isolated sample.</p>", width=WIDTH)]
+    shown = found.head(MAX_ISOLATED)
+    images, labels, origin = _thumbnails(samples, log, [int(i) for i in shown["sample_id"]])
+    names: dict[Any, Any] = {}
+    if "class_name" in log.coords and "class" in log.coords:
+        names = dict(
+            zip(np.asarray(log["class"].values).tolist(), log["class_name"].values, strict=True)
+        )
+    rows = []
+    for sample_id, filters, layers in shown.itertuples(index=False):
+        label = labels.get(int(sample_id))
+        label_text = "" if label is None else str(names.get(label, label))
+        image = images.get(int(sample_id))
+        cell = (
+            f"<img class='fs-thumb' alt='sample {int(sample_id)}' src='{_png_data_url(image)}'>"
+            if image is not None
+            else "—"
+        )
+        rows.append(
+            "<tr class='fs-isolated-row'>"
+            f"<td>{cell}</td><td>{int(sample_id)}</td><td>{html.escape(label_text)}</td>"
+            f"<td>{int(filters)}</td><td>{html.escape(', '.join(layers))}</td></tr>"
+        )
+    more = f" (the first {len(shown)} listed)" if len(found) > len(shown) else ""
+    return [
+        Div(
+            text=f"{_TABLE_STYLE}{heading}<p>{len(found)} samples are isolated by at least one "
+            f"anomaly filter{more}. {html.escape(origin)}</p>"
+            "<table class='fs-isolated'><tr><th>image</th><th>sample id</th><th>label</th>"
+            "<th>anomaly filters</th><th>layers</th></tr>" + "".join(rows) + "</table>",
+            width=WIDTH,
+        )
+    ]
+
+
+def view_sections(log: xr.Dataset | Index, table: pd.DataFrame | None = None) -> list[Any]:
+    """The report's figures of the layer, validation and cube views, each where the log has
+    what it needs, on one shared time axis.
+
+    Parameters
+    ----------
+    log : xarray.Dataset or Index
+        A log opened with :func:`filterscope.open_log`, or its index.
+    table : pandas.DataFrame, optional
+        An anomaly table: the layer of its first (highest-scoring) filter gets its filter rows
+        drawn (else the first layer with filters).
+
+    Returns
+    -------
+    list of bokeh.models.LayoutDOM
+        Headings and figures, in page order.
+    """
+    idx = log if isinstance(log, Index) else index_of(log)
+    ds = idx.log
+    has = set(idx.specs)
+    x_range, crosshair = shared_axes(idx)
+    out: list[Any] = []
+
+    def heading(text: str, detail: str) -> None:
+        out.append(Div(text=f"<h2>{text}</h2><p>{html.escape(detail)}</p>", width=WIDTH))
+
+    if idx.tree is not None and "grad_stat" in has:
+        depth, order = _node_depths(idx.nodes())
+        nodes = order if len(order) <= 80 else [n for n in order if depth[n] <= 2]
+        heading(
+            "Layers",
+            "The layer view's tree: mean |gradient| per weight of every node as a horizon "
+            "graph (darker bands: larger), each node on its own scale"
+            + ("." if len(nodes) == len(order) else f"; the {len(nodes)} nodes down to blocks."),
+        )
+        out.append(layer_tree_figure(idx, nodes=nodes, x_range=x_range, crosshair=crosshair))
+        layer = _report_layer(ds, order, table)
+        if "filter_cosine" in has and layer is not None:
+            out.append(filter_pixel_figure(idx, layer, x_range=x_range, crosshair=crosshair))
+    if {"class_error", "correct"} <= has and "class" in ds.dims and "label" in ds.coords:
+        heading(
+            "Validation",
+            "Class accuracy per snapshot on DeepTracker's scale; ▲/▼ where images flip "
+            "(abLeft/abRight at lag j reach the threshold); classes with the most flips first. "
+            "Below: the images of the first class, correct or wrong at every snapshot.",
+        )
+        lines = validation_figure(idx, order="peak", x_range=x_range, crosshair=crosshair)
+        out.append(lines)
+        heat: Any = lines.renderers[0]  # the heat cells' glyph renderer
+        drawn = heat.data_source.data["class"]  # class positions, first line first
+        if len(drawn):
+            first = np.asarray(ds["class"].values)[int(drawn[0])].item()
+            out.append(class_rows_figure(idx, first, x_range=x_range, crosshair=crosshair))
+    if {"grad_stat", "correct", "filter_cosine"} <= has and "snapshot_step" in ds.coords:
+        heading(
+            "Cube",
+            "Layers × iterations (front), classes × iterations (top) and layers × classes "
+            "(right): how many of each layer's most-changed filters change while each class "
+            "is unstable.",
+        )
+        out.append(cube_figures(idx))
+    return out
+
+
+def _report_layer(ds: xr.Dataset, order: list[str], table: pd.DataFrame | None) -> str | None:
+    """The layer whose filters the report draws: the top anomaly filter's, else the first."""
+    if "layer_name" not in ds.coords:
+        return None
+    names = [str(n) for n in ds["layer_name"].values]
+    drawn = set(names)
+    for flag in ("layer_filters", "layer_has_stats"):
+        if flag in ds.coords:
+            drawn &= {n for n, f in zip(names, ds[flag].values, strict=True) if f}
+    if table is not None and len(table) and "layer" in table:
+        top = str(table["layer"].iloc[0])
+        if top in drawn and top in order:
+            return top
+    return next((n for n in order if n in drawn), None)
 
 
 def _analysis_group(source: str, log: xr.Dataset) -> xr.Dataset | None:
