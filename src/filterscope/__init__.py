@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "extract": "filterscope.gmm.extract",
     "analyze": "filterscope.gmm.analyze",
     "ModelInfo": "filterscope.views.model_info",
+    "AnomalyTable": "filterscope.views.anomaly",
     "LayerView": "filterscope.views.layer",
     "CubeView": "filterscope.views.cube",
     "ValidationView": "filterscope.views.validation",
@@ -50,6 +51,7 @@ _LAZY: dict[str, str] = {
 _SUBMODULES = {"log", "models", "data", "gmm", "index", "dynamics", "views", "plots"}
 
 __all__ = [
+    "AnomalyTable",
     "CubeView",
     "Dashboard",
     "FilterGMM",
@@ -109,6 +111,7 @@ if TYPE_CHECKING:
     from filterscope.log.reader import open_log
     from filterscope.log.recorder import Recorder
     from filterscope.plots.report import write_report
+    from filterscope.views.anomaly import AnomalyTable
     from filterscope.views.board import Dashboard, dashboard
     from filterscope.views.cube import CubeView
     from filterscope.views.layer import LayerView

@@ -29,6 +29,7 @@ import xarray as xr
 
 if TYPE_CHECKING:
     from filterscope.index.core import Index
+    from filterscope.views.anomaly import AnomalyTable
     from filterscope.views.board import Dashboard
     from filterscope.views.cube import CubeView
     from filterscope.views.layer import LayerView
@@ -72,6 +73,13 @@ class FilterscopeAccessor:
         from filterscope.views.validation import ValidationView
 
         return ValidationView(self._log, **kwargs)
+
+    def anomaly_table(self, result: Any, **kwargs: Any) -> AnomalyTable:
+        """An analysis's ranked anomaly filters beside this log; see
+        :class:`filterscope.AnomalyTable`."""
+        from filterscope.views.anomaly import AnomalyTable
+
+        return AnomalyTable(result, log=self._log, **kwargs)
 
     def index(self, *, build: bool = True, progress: bool | None = None) -> Index:
         """The log's index, opened or built in its store; see :func:`filterscope.index_of`."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from torch import nn
 
 from filterscope.errors import InvalidParameterError
 from filterscope.gmm.estimator import FilterGMM
-from filterscope.gmm.extract import DEFAULT_MAX_MEMORY, Where, extract
+from filterscope.gmm.extract import DEFAULT_MAX_MEMORY, Features, Where, extract
 from filterscope.gmm.pca import PCAMethod
 
 __all__ = ["TABLE_COLUMNS", "AnalysisResult", "analyze", "outlier_sample_ids"]
@@ -83,6 +84,20 @@ class AnalysisResult:
         :func:`outlier_sample_ids`)."""
         return outlier_sample_ids(self.table)
 
+    def show(self, log: xr.Dataset | None = None, selection: Any = None) -> Any:
+        """The :class:`~filterscope.AnomalyTable` of this result (display it in Jupyter).
+
+        Parameters
+        ----------
+        log : xarray.Dataset, optional
+            The run's log, for thumbnails, per-sample loss, the LayerView link and H1 panel.
+        selection : filterscope.views.Selection, optional
+            Selection shared with other views.
+        """
+        from filterscope.views.anomaly import AnomalyTable
+
+        return AnomalyTable(self, log=log, selection=selection)
+
     def _repr_html_(self) -> str:
         return self.table.head(20)._repr_html_()  # type: ignore[operator]
 
@@ -126,6 +141,7 @@ def analyze(
     pca: PCAMethod = "randomized",
     max_memory: int | None = DEFAULT_MAX_MEMORY,
     progress: bool | None = None,
+    features: Features = "pca",
     **gmm_kwargs: Any,
 ) -> AnalysisResult:
     """Find a model's anomaly filters: filters whose feature maps isolate a few samples.
@@ -155,7 +171,13 @@ def analyze(
     batch_size, pca, max_memory
         Passed to :func:`extract`.
     progress : bool or None, default=None
-        Progress bar over layers (tqdm); None shows it only on a terminal.
+        Progress over the layers, then the clustering: a widget in Jupyter, a tqdm bar on a
+        terminal. None shows it there and hides it in logs and pipes; True always, False never.
+        An interrupt (or any error) stops it and leaves the model as it was: no hooks, its
+        training flags restored, no partial result.
+    features : {"pca", "pca-residual"}, default="pca"
+        Each sample's 2-D point: two principal components, or the first and the PCA residual
+        (see :func:`extract`; the residual also finds heavily noised inputs).
     **gmm_kwargs
         Parameters of :class:`FilterGMM` (``k_range``, ``n_init``, ``outlier_fraction``,
         ``min_separation``, ``selection``, ``dtype``, ``n_jobs``, ...).
@@ -200,6 +222,7 @@ def analyze(
             pca=pca,
             max_memory=max_memory,
             progress=bar.layer_done if bar is not None else False,
+            features=features,
         )
         if bar is not None:
             bar.clustering()
@@ -255,6 +278,8 @@ def _dataset(points: xr.Dataset, gmm: FilterGMM) -> xr.Dataset:
         smallest_cluster=smallest,
         n_outliers=fitted["outlier"].sum("sample").astype(np.int64),
     )
+    if "thumbnail" in points:
+        ds["thumbnail"] = points["thumbnail"]
     ds.attrs.update(points.attrs)
     ds.attrs["k_range"] = [int(k) for k in gmm.k_range]
     return ds
@@ -318,5 +343,21 @@ def _progress_bar(
         if layers is not None
         else sum(isinstance(m, nn.Conv2d) for m in model.modules())
     )
-    # None lets tqdm decide (shown on a terminal, hidden in logs); True forces it.
-    return _Bar(n, disable=None if progress is None else False)
+    # None: shown on a terminal and in a Jupyter kernel (tqdm.auto draws a widget there),
+    # hidden in logs and pipes; True forces it.
+    if progress is None and not _interactive():
+        return None
+    return _Bar(n, disable=False)
+
+
+def _interactive() -> bool:
+    """Whether a person is watching: a Jupyter kernel, or standard error on a terminal."""
+    shell = sys.modules.get("IPython")
+    if shell is not None:
+        ip = shell.get_ipython()  # type: ignore[attr-defined]
+        if ip is not None and getattr(ip, "kernel", None) is not None:
+            return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False

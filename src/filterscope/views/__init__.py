@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import filterscope.accessor  # noqa: F401  - registers Dataset.filterscope
+from filterscope.views.anomaly import AnomalyTable
 from filterscope.views.board import Dashboard, dashboard
 from filterscope.views.cube import CubeView
 from filterscope.views.layer import LayerView
@@ -29,6 +30,7 @@ from filterscope.views.selection import Selection
 from filterscope.views.validation import ValidationView
 
 __all__ = [
+    "AnomalyTable",
     "CubeView",
     "Dashboard",
     "LayerView",
