@@ -11,6 +11,7 @@ import pytest
 
 import filterscope as fs
 from filterscope.cli import main
+from filterscope.data import digits, plant
 
 _EXTERNAL = re.compile(
     r"<(?:script\b[^>]*\bsrc|link\b[^>]*\bhref)\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE
@@ -59,12 +60,32 @@ def test_demo_records_a_log_analyses_it_and_writes_an_offline_report(demo_run):
     # The last one analysed the final weights (step 64) with the demo's own seed and data, so
     # the printed count, from the demo's separate analysis of the final model, is its count.
     assert analysis["analysis_step"].values.tolist() == [0, 64]
-    assert n_anomalies == int(analysis["anomaly"].isel(analysis_snapshot=-1).sum())
+    last = analysis.isel(analysis_snapshot=-1)
+    assert n_anomalies == int(last["anomaly"].sum())
+    # The training set carries 3 % planted inverted digits (seeded): the stored analysis of the
+    # final model isolates them, and the printed recall / precision are what it stores.
+    planted = plant(digits("train", size=32, seed=0), "inverted", 0.03, seed=0).sample_ids
+    assert re.search(r"planted inverted images\s+15\b", printed)
+    flagged = last["outlier"].values[last["anomaly"].values].any(axis=0)
+    isolated = last["sample_id"].values[flagged]
+    probed = np.intersect1d(planted, last["sample_id"].values)
+    assert len(probed) >= 3  # 200 of the 500 images are probed
+    hits = len(np.intersect1d(isolated, probed))
+    recall, precision = hits / len(probed), hits / max(1, len(isolated))
+    assert recall >= 0.9 and precision >= 0.9
+    assert float(re.search(r"planted recall\s+([\d.]+)", printed).group(1)) == pytest.approx(
+        recall, abs=1e-3
+    )
+    assert float(re.search(r"planted precision\s+([\d.]+)", printed).group(1)) == pytest.approx(
+        precision, abs=1e-3
+    )
     report = out / "report.html"
     html = report.read_text(encoding="utf-8")
     _assert_offline(html)
     assert "Anomaly filters" in html and "features.conv2" in html
     assert "of 22 filters by anomaly score" in html
+    assert "atypical inputs planted by the demo, found without labels" in html
+    assert "not evidence of overfitting" in html
 
 
 def test_report_subcommand_writes_beside_the_log(demo_run, capsys):

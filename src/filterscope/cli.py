@@ -1,4 +1,4 @@
-"""The ``filterscope`` command line: ``demo``, ``report``, ``analyze`` and ``synth``.
+"""The ``filterscope`` command line: ``demo``, ``report``, ``analyze``, ``synth`` and ``lab``.
 
 Each subcommand is declared by one function ``add(subparsers)`` that adds its parser and sets
 ``func`` (the function run with the parsed arguments, returning an exit status or None) as a
@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from filterscope._version import __version__
 from filterscope.errors import (
@@ -29,7 +29,7 @@ from filterscope.errors import (
     LogFormatError,
 )
 
-__all__ = ["check_output_path", "main", "run_demo"]
+__all__ = ["check_output_path", "lab_command", "main", "run_demo"]
 
 # argparse's subparsers action has no public type; the callables below only call add_parser.
 Subparsers = Any
@@ -142,9 +142,16 @@ def check_output_path(path: str | os.PathLike[str], what: str = "output") -> Pat
     return target
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with its usage errors on one line that points to ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand of :data:`SUBCOMMANDS`."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="filterscope",
         description="See inside CNN training: record a run, find anomaly filters, report.",
     )
@@ -173,9 +180,11 @@ def _add_demo(subparsers: Subparsers) -> None:
         "demo",
         help="train LeNet-5 on digits until it overfits, record it, find anomaly filters, report",
         description=(
-            "Train LeNet-5 on a 500-image split of scikit-learn's digits (upsampled to 32×32) "
-            "with Adam until it overfits, record every epoch with filterscope.Recorder, run the "
-            "anomaly-filter analysis and write an offline HTML report next to the log."
+            "Train LeNet-5 on a 500-image split of scikit-learn's digits (upsampled to 32×32), "
+            "3 % of whose images are planted inverted digits, with Adam until it overfits, "
+            "record every epoch with filterscope.Recorder, run the anomaly-filter analysis "
+            "(which finds the planted images without labels) and write an offline HTML report "
+            "next to the log."
         ),
     )
     p.add_argument(
@@ -226,6 +235,11 @@ def run_demo(
 
     The train split is 500 images with no augmentation, so Adam reaches 100 % train accuracy
     within about 15 epochs while the validation loss turns upward: the log shows overfitting.
+    3 % of the training images (15, drawn with ``seed``) are replaced by their inverted copies
+    (:func:`filterscope.data.corrupt.plant`), atypical inputs of the kind a broken scan adds
+    to a data set. The anomaly filters isolate them without labels; the demo prints how many
+    of the isolated samples are the planted ones and says so in the report. They are atypical
+    inputs, not evidence of overfitting.
     Snapshots are taken every epoch (plus one before the first update); the anomaly-filter
     analysis runs every 5th snapshot during training (the H1 curve) and once more on the final
     model for the report's table.
@@ -266,7 +280,7 @@ def run_demo(
     from tqdm.auto import tqdm
 
     import filterscope as fs
-    from filterscope.data import digits
+    from filterscope.data import digits, plant
     from filterscope.models import LeNet5, count_conv_filters
     from filterscope.plots.report import store_size
 
@@ -284,12 +298,13 @@ def run_demo(
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(seed)
-        train = digits("train", size=32, seed=seed)
-        val = digits("val", size=32, seed=seed)
+        planted = plant(digits("train", size=32, seed=seed), "inverted", 0.03, seed=seed)
+        train = planted.data
+        val = digits("val", size=32, seed=seed)  # same classes as train
         loader = DataLoader(
             train, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed)
         )
-        model = LeNet5(in_channels=1, num_classes=train.num_classes, input_size=32)
+        model = LeNet5(in_channels=1, num_classes=val.num_classes, input_size=32)
         optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
         analysis_kwargs: dict[str, Any] = {
             "n_samples": n_probe,
@@ -302,7 +317,7 @@ def run_demo(
             # The training set evaluated in order, beside the validation set, shows the gap.
             eval_sets={"val": val, "train_eval": train},
             snapshot_every=len(loader),
-            class_names=train.class_names,
+            class_names=val.class_names,
             optimizer=optimizer,
             mode="w",
             steps_per_epoch=len(loader),
@@ -329,11 +344,21 @@ def run_demo(
         train_seconds = time.perf_counter() - started
 
         result = fs.analyze(model, train, **analysis_kwargs)
+        found = planted_found(result.outlier_ids(), planted.sample_ids, result.dataset)
         report = fs.write_report(
             log_path,
             report_file,
             anomalies=result,
             title="filterscope demo: LeNet-5 on digits",
+            note=(
+                f"The demo planted {len(planted.sample_ids)} inverted digits (3 % of the "
+                f"training images, {found['planted in probe']} of them among the "
+                f"{result.dataset.sizes['sample']} probe samples). The anomaly filters below "
+                f"isolate {found['isolated']} samples, {found['hits']} of them planted: "
+                f"recall {found['recall']:.2f}, precision {_share(found['precision'])}. These "
+                "are atypical inputs planted by the demo, found without labels; this is not "
+                "evidence of overfitting."
+            ),
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -350,6 +375,12 @@ def run_demo(
         "store size (MB)": store_size(log_path) / 1e6,
         "conv filters analysed": count_conv_filters(model),
         "anomaly filters": n_anomalies,
+        "planted inverted images": len(planted.sample_ids),
+        "planted in probe": found["planted in probe"],
+        "isolated samples": found["isolated"],
+        "planted among isolated": found["hits"],
+        "planted recall": found["recall"],
+        "planted precision": found["precision"],
         "training + recording (s)": train_seconds,
         "total (s)": time.perf_counter() - started,
         "log": str(log_path),
@@ -360,8 +391,57 @@ def run_demo(
     for key, value in summary.items():
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print_fn(f"  {key:<26} {shown}")
+    print_fn(
+        "The isolated samples are atypical inputs planted by the demo (inverted digits), found "
+        "without labels; this is not evidence of overfitting."
+    )
     print_fn(f"Open {report} in a browser, or fs.open_log({str(log_path)!r}) in Python.")
     return summary
+
+
+def planted_found(isolated: Any, planted: Any, analysis: Any) -> dict[str, Any]:
+    """How many of the samples that anomaly filters isolate are planted ones.
+
+    Parameters
+    ----------
+    isolated : array-like of int
+        Sample ids isolated by some anomaly filter (``AnalysisResult.outlier_ids()``).
+    planted : array-like of int
+        Sample ids of the planted images.
+    analysis : xarray.Dataset
+        The analysis dataset (its ``sample_id`` coordinate is the probe set): recall counts
+        only the planted images that were probed.
+
+    Returns
+    -------
+    dict
+        ``"planted in probe"``, ``"isolated"``, ``"hits"`` (ints), ``"recall"`` and
+        ``"precision"`` (floats, NaN when undefined).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> probe = xr.Dataset(coords={"sample_id": ("sample", [1, 2, 3, 4])})
+    >>> r = planted_found([2, 3], [3, 4, 9], probe)
+    >>> r["hits"], r["planted in probe"], r["recall"], r["precision"]
+    (1, 2, 0.5, 0.5)
+    """
+    import numpy as np
+
+    probed = np.intersect1d(np.asarray(planted, dtype=np.int64), analysis["sample_id"].values)
+    isolated = np.unique(np.asarray(isolated, dtype=np.int64))
+    hits = len(np.intersect1d(isolated, probed))
+    return {
+        "planted in probe": len(probed),
+        "isolated": len(isolated),
+        "hits": hits,
+        "recall": hits / len(probed) if len(probed) else float("nan"),
+        "precision": hits / len(isolated) if len(isolated) else float("nan"),
+    }
+
+
+def _share(value: float) -> str:
+    return "undefined (nothing isolated)" if value != value else f"{value:.2f}"
 
 
 # -------------------------------------------------------------------------------- report
@@ -371,7 +451,13 @@ def _add_report(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "report",
         help="write an offline HTML report of an existing log",
-        description="Write a self-contained HTML report (figures and summary) of a log.",
+        description=(
+            "Write one self-contained HTML report of a log: its summary numbers, the training "
+            "figures, the layer, validation and cube views, the anomaly filters of its last "
+            "analysis (ranked by score, also when none is flagged) and the samples they "
+            "isolate, with thumbnails. BokehJS and the images are inlined: the file opens "
+            "offline and fetches nothing."
+        ),
     )
     p.add_argument("log", type=Path, help="log directory written by filterscope.Recorder")
     p.add_argument(
@@ -382,6 +468,18 @@ def _add_report(subparsers: Subparsers) -> None:
         "any other zarr store",
     )
     p.add_argument("--title", default=None, help="page title (default: the log's name)")
+    p.add_argument(
+        "--note",
+        default=None,
+        help="a paragraph shown above the anomaly section, as plain text (e.g. what the "
+        "isolated samples are)",
+    )
+    p.add_argument(
+        "--no-views",
+        dest="views",
+        action="store_false",
+        help="leave out the layer, validation and cube view figures (a smaller file)",
+    )
     p.set_defaults(func=_run_report)
 
 
@@ -392,7 +490,8 @@ def _run_report(args: argparse.Namespace) -> None:
     # resolved, so that "." or "runs/demo/.." still has a name to put beside it
     out = _report_path(args.log, args.out)
     title = args.title or f"filterscope report: {_name(args.log)}"
-    print(f"wrote {write_report(args.log, out, title=title)}")
+    written = write_report(args.log, out, title=title, note=args.note, views=args.views)
+    print(f"wrote {written}")
 
 
 def _name(path: Path) -> str:
@@ -506,11 +605,171 @@ def _run_synth(args: argparse.Namespace) -> int:
         raise LogExistsError(f"{args.path} already exists; {hint}.") from None
 
 
+# ----------------------------------------------------------------------------------- lab
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {value}")
+    return value
+
+
+def _add_lab(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "lab",
+        help="start JupyterLab on the notebooks, with the demo log made first if missing",
+        description=(
+            "Start JupyterLab on DIRECTORY (default notebooks/). When the demo log DEMO/log "
+            "does not exist yet it is made first, as `filterscope demo --out DEMO` would, so "
+            "the notebooks find it. JupyterLab runs in this process until stopped (Ctrl+C)."
+        ),
+    )
+    p.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        default=Path("notebooks"),
+        help="folder JupyterLab opens and serves (default: notebooks)",
+    )
+    p.add_argument(
+        "--demo",
+        type=Path,
+        default=Path("runs/demo"),
+        help="run folder of the demo log (default runs/demo): DEMO/log is made first with "
+        "`filterscope demo --out DEMO` when missing",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="when the demo log has to be made, make it with `filterscope demo --quick` "
+        "(a few seconds instead of about a minute)",
+    )
+    p.add_argument(
+        "--no-demo", action="store_true", help="start JupyterLab without making the demo log"
+    )
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="port to listen on (default: JupyterLab's, 8888 or the next free one)",
+    )
+    p.add_argument(
+        "--ip",
+        default=None,
+        help="address to listen on (default: JupyterLab's, localhost); 0.0.0.0 listens on "
+        "every interface, for a browser on another machine",
+    )
+    p.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="do not open a browser; open the printed URL (with its token) yourself",
+    )
+    p.set_defaults(func=_run_lab)
+
+
+def lab_command(
+    directory: str | Path = "notebooks",
+    *,
+    demo: str | Path | None = "runs/demo",
+    quick: bool = False,
+    port: int | None = None,
+    ip: str | None = None,
+    open_browser: bool = True,
+) -> list[str]:
+    """Make the demo log if it is missing and return the command that starts JupyterLab.
+
+    Parameters
+    ----------
+    directory : path, default="notebooks"
+        Folder JupyterLab serves and opens.
+    demo : path or None, default="runs/demo"
+        Run folder of the demo log; ``demo/log`` is made with :func:`run_demo` when it holds no
+        log yet. ``None``: never make it.
+    quick : bool, default=False
+        Make the demo log with :func:`run_demo`'s ``quick`` settings.
+    port : int, optional
+        Port to listen on; default JupyterLab's.
+    ip : str, optional
+        Address to listen on; default JupyterLab's (localhost).
+    open_browser : bool, default=True
+        Let JupyterLab open a browser.
+
+    Returns
+    -------
+    list of str
+        The JupyterLab command line (``python -m jupyterlab ...``), with ``--allow-root`` when
+        this process runs as root.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``directory`` is not a folder.
+    FilterscopeError
+        JupyterLab is not installed in this Python environment.
+    """
+    import importlib.util
+
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise InvalidParameterError(
+            f"{folder} is not a folder; pass the folder JupyterLab should open, e.g. "
+            "`filterscope lab notebooks`."
+        )
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise FilterscopeError(
+            f"JupyterLab is not installed for {sys.executable}; install it with "
+            "`pip install jupyterlab` (before starting it) and run `filterscope lab` again."
+        )
+    if demo is not None:
+        log = Path(demo) / "log"
+        if not (log / "zarr.json").exists():
+            print(f"making the demo log {log} first (filterscope demo --out {demo})")
+            run_demo(demo, quick=quick)
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={folder.resolve()}",
+    ]
+    if port is not None:
+        command += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0"]
+    if ip is not None:
+        command.append(f"--ServerApp.ip={ip}")
+    if not open_browser:
+        command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # JupyterLab refuses to start as root without it
+    return command
+
+
+def _run_lab(args: argparse.Namespace) -> int:
+    command = lab_command(
+        args.directory,
+        demo=None if args.no_demo else args.demo,
+        quick=args.quick,
+        port=args.port,
+        ip=args.ip,
+        open_browser=not args.no_browser,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(command[0], command)  # JupyterLab takes over this process: Ctrl+C stops it
+    import subprocess
+
+    return subprocess.call(command)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], object]] = [
     _add_demo,
     _add_report,
     _add_analyze,
     _add_synth,
+    _add_lab,
 ]
 
 

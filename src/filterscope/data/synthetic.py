@@ -915,15 +915,37 @@ def add_synth_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=synthetic_log.__doc__.split("\n")[0] if synthetic_log.__doc__ else None,
     )
     parser.add_argument("path", help="directory of the new log")
-    parser.add_argument("--samples", type=int, default=50_000, help="validation images")
-    parser.add_argument("--classes", type=int, default=1000, help="classes")
-    parser.add_argument("--snapshots", type=int, default=1000, help="snapshots")
-    parser.add_argument("--layers", choices=sorted(LAYOUTS), default="resnet50")
-    parser.add_argument("--steps-per-snapshot", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-plant", action="store_true", help="plant no patterns")
+    parser.add_argument(
+        "--samples", type=int, default=50_000, help="validation images (default 50,000)"
+    )
+    parser.add_argument("--classes", type=int, default=1000, help="classes (default 1,000)")
+    parser.add_argument(
+        "--snapshots", type=int, default=1000, help="snapshots of the run (default 1,000)"
+    )
+    parser.add_argument(
+        "--layers",
+        choices=sorted(LAYOUTS),
+        default="resnet50",
+        help="layer layout of the imitated network (default resnet50: 27,560 filters)",
+    )
+    parser.add_argument(
+        "--steps-per-snapshot",
+        type=int,
+        default=100,
+        help="optimizer steps between two snapshots (default 100)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the run and its planted patterns"
+    )
+    parser.add_argument(
+        "--no-plant",
+        action="store_true",
+        help="plant no patterns (unstable classes, hard classes, abrupt filter changes)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing log")
-    parser.add_argument("--index", action="store_true", help="also build the index")
+    parser.add_argument(
+        "--index", action="store_true", help="also build the log's index (in its store)"
+    )
     parser.set_defaults(func=synth_command)
     return parser
 
