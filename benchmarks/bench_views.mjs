@@ -21,7 +21,8 @@
 // * frame time: deltas between consecutive requestAnimationFrame timestamps while the mouse
 //   hovers, drags out a zoom and wheels over the views (playwright input, the real events).
 // * page request time: from a view setting `data-pending` (request sent) to clearing it
-//   (answer decoded and applied), seen by a MutationObserver on the four roots.
+//   (answer decoded and applied), seen by a MutationObserver on the four roots; and from the
+//   newest request of such a burst (the last mark that set or changed `data-pending`) to it.
 // * bytes: payload bytes of the kernel websocket frames the page received from t0 to the
 //   paint.
 
@@ -219,15 +220,24 @@ async function allIdle(page, what, ms) {
   );
 }
 
-/** Request intervals from the pending marks: set (non-empty) → cleared, per view. */
+/**
+ * Request intervals from the pending marks, per view: `ms` from the mark that set it busy to
+ * the one that cleared it (a burst: a zoom that goes on while answers are on their way keeps
+ * a view busy until the last one), `newest_ms` from the burst's last busy mark (its newest
+ * request) to the clear, and `marks`, the busy marks of the burst.
+ */
 function intervals(marks) {
   const out = [];
   const open = {};
   for (const { view, value, t } of marks) {
     const busy = !["", "0"].includes(value);
-    if (busy && open[view] === undefined) open[view] = t;
-    else if (!busy && open[view] !== undefined) {
-      out.push({ view, ms: t - open[view] });
+    if (busy && open[view] === undefined) open[view] = { first: t, last: t, marks: 1 };
+    else if (busy) {
+      open[view].last = t;
+      open[view].marks += 1;
+    } else if (open[view] !== undefined) {
+      const burst = open[view];
+      out.push({ view, ms: t - burst.first, newest_ms: t - burst.last, marks: burst.marks });
       delete open[view];
     }
   }

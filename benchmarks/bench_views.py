@@ -20,7 +20,9 @@ One command, one table. For one run on this machine it prints:
 * **detail requests** (target <= 100 ms): in the kernel, ``view.handle_request(...)`` plus the
   encoding of the answer, median of repeats (LayerView's filter rows of the largest layer,
   ValidationView's rows of a class and its window, CubeView's faces page, ModelInfo's window);
-  in the page, from a view marking a request pending to the answer applied;
+  in the page, from a view marking a request pending to the answer applied (a zoom that goes
+  on while answers travel keeps the view pending: that interval spans the burst), and from the
+  newest request of the burst to its answer;
 * **bytes for the first paint** (target <= 5 MB): the widgets' state and binary buffers, from
   ``get_state()`` in the kernel, and the websocket payload the page received until the paint;
 * **TensorBoard** on the same series: ``filter_cosine`` of the first ``--tb-filters`` filters
@@ -30,7 +32,10 @@ One command, one table. For one run on this machine it prints:
   every tag, six requests at a time as a browser would). Against it, a fresh Python process
   opens the log and its index and answers the same series
   (``index.query("filter_cosine", rows=those filters)``, level 0, all snapshots). Both are
-  timed from process start to the last series; the ratio is the one measured in this run.
+  timed from process start to the last series (the *cold* ratio), and again with the data
+  already loaded on both sides: TensorBoard from its data loaded to the last series served,
+  filterscope from the log and index open (as in a kernel) to the query's answer (the
+  *in-kernel* ratio). Both ratios are the ones measured in this run.
   ``--tb-cap`` seconds bound the TensorBoard side; a capped side is reported as such, with the
   ratio as a lower bound.
 
@@ -49,8 +54,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -71,19 +74,6 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FULL = {"n_samples": 50_000, "n_classes": 1000, "n_snapshots": 1000, "layers": "resnet50"}
 QUICK = {"n_samples": 1000, "n_classes": 50, "n_snapshots": 120, "layers": "resnet18"}
 
-SERVER_CONFIG = """\
-from jupyterlab.galata import configure_jupyter_server
-
-configure_jupyter_server(c)
-c.ServerApp.ip = "127.0.0.1"
-c.ServerApp.port = {port}
-c.ServerApp.port_retries = 0
-c.ServerApp.root_dir = {root!r}
-c.ServerApp.allow_root = True
-c.ServerApp.open_browser = False
-c.LabApp.user_settings_dir = {settings!r}
-c.LabApp.workspaces_dir = {workspaces!r}
-"""
 
 # ---- the notebook ---------------------------------------------------------------------------
 
@@ -238,14 +228,17 @@ def phase_fs_serve(path: Path, n_filters: int) -> dict:
     log = fs.open_log(path)
     index = fs.index_of(log, build=False)
     n = int(log.sizes["snapshot"])
+    opened = time.perf_counter()
     answer = index.query("filter_cosine", rows=slice(0, n_filters - 1), columns=n)
     if "agg" in answer.dims:
         answer = answer.sel(agg="mean")
     values = np.asarray(answer.transpose("snapshot", "filter").values, np.float32)
-    seconds = time.perf_counter() - start
+    done = time.perf_counter()
     return {
-        "in_process_s": seconds,
+        "in_process_s": done - start,
         "import_s": imported - start,
+        # In a kernel that has the log open already: the one query alone.
+        "query_s": done - opened,
         "level": int(answer.attrs.get("level", 0)),
         "shape": list(values.shape),
         "checksum": float(np.nansum(values, dtype=np.float64)),
@@ -266,29 +259,23 @@ def _child(work: Path, phase: str, *args: str) -> dict:
 # ---- servers ---------------------------------------------------------------------------------
 
 
+def _e2e() -> Any:
+    """The browser tests' JupyterLab setup (``tests/e2e/conftest.py``), shared, not copied."""
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+    try:
+        import conftest
+    finally:
+        sys.path.pop(0)
+    return conftest
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return int(_e2e()._free_port())
 
 
 def _stop(proc: subprocess.Popen) -> None:
     """Stop a server and the processes it started (kernels), by their process ids."""
-    import psutil
-
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-    _, alive = psutil.wait_procs(children, timeout=5)
-    for child in alive:
-        child.kill()
+    _e2e().stop_jupyter(proc)
 
 
 def _offline_env(base: dict[str, str]) -> dict[str, str]:
@@ -298,56 +285,24 @@ def _offline_env(base: dict[str, str]) -> dict[str, str]:
 
 
 def start_lab(base: Path) -> tuple[subprocess.Popen, str, Path]:
-    dirs = {n: base / n for n in ("root", "config", "data", "runtime", "settings", "ws", "ipy")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    notification = (
-        dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    )
-    notification.parent.mkdir(parents=True, exist_ok=True)
-    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    port = _free_port()
-    (dirs["config"] / "jupyter_server_config.py").write_text(
-        SERVER_CONFIG.format(
-            port=port,
-            root=str(dirs["root"]),
-            settings=str(dirs["settings"]),
-            workspaces=str(dirs["ws"]),
-        )
-    )
-    env = _offline_env(dict(os.environ))
-    env.update(
-        JUPYTER_CONFIG_DIR=str(dirs["config"]),
-        JUPYTER_DATA_DIR=str(dirs["data"]),
-        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
-        JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
-        JUPYTERLAB_WORKSPACES_DIR=str(dirs["ws"]),
-        IPYTHONDIR=str(dirs["ipy"]),
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
-    )
-    log = (base / "jupyterlab.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser"],
-        cwd=dirs["root"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {proc.returncode}; log in {base}")
-        try:
-            with urllib.request.urlopen(f"{url}lab", timeout=5) as response:
-                if response.status == 200:
-                    return proc, url, dirs["root"]
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            _stop(proc)
-            raise RuntimeError(f"jupyter lab did not answer within 90 s; log in {base}")
-        time.sleep(0.5)
+    """JupyterLab as the browser tests start it (``start_jupyter``), offline, with the
+    kernel's numeric libraries free to use every core as a user's would."""
+    e2e = _e2e()
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    overrides = {
+        "NO_PROXY": "*",
+        "no_proxy": "*",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
+    }
+    try:
+        lab = e2e.start_jupyter(base, env_overrides=overrides)
+        lab.wait_until_ready(90)
+    except (Exception, e2e.pytest.fail.Exception) as error:  # pytest.fail's is no Exception
+        if "lab" in locals():
+            _stop(lab.process)
+        raise RuntimeError(f"jupyter lab did not start: {error}; log in {base}") from None
+    return lab.process, lab.url, lab.root
 
 
 def write_notebook(path: Path, log_path: Path, repeats: int) -> None:
@@ -524,15 +479,26 @@ def report(
             )
         )
     for view in ("model_info", "layer", "validation", "cube"):
-        times = [r["ms"] for r in b["page_requests"] if r["view"] == view]
-        if times:
-            worst = max(times)
+        bursts = [r for r in b["page_requests"] if r["view"] == view]
+        if bursts:
+            worst = max(r["ms"] for r in bursts)
+            marks = sum(r.get("marks", 1) for r in bursts)
             rows.append(
                 (
-                    f"page request -> answer applied: {view} ({len(times)}, max shown)",
+                    f"page request -> answer applied: {view} ({len(bursts)} bursts of "
+                    f"{marks} requests; first of a burst -> its last answer, max shown)",
                     f"{worst:.0f} ms",
                     "<= 100 ms",
                     _verdict(worst <= 100),
+                )
+            )
+            newest = max(r.get("newest_ms", r["ms"]) for r in bursts)
+            rows.append(
+                (
+                    f"page newest request -> its answer applied: {view} (max shown)",
+                    f"{newest:.0f} ms",
+                    "<= 100 ms",
+                    _verdict(newest <= 100),
                 )
             )
     rows.append(
@@ -586,10 +552,40 @@ def report(
         ratio = t["total_s"] / s["wall_s"]
         rows.append(
             (
-                "ratio TensorBoard / filterscope (measured" + (", lower bound)" if cap else ")"),
+                "ratio TensorBoard / filterscope, cold: process start to the last series"
+                + (" (measured, lower bound)" if cap else " (measured)"),
                 f"{'>' if cap else ''}{ratio:.1f}x",
                 ">= 100x",
                 _verdict(ratio >= 100),
+            )
+        )
+        # Warm: both sides hold the data already (TensorBoard loaded its events, the kernel
+        # has the log and its index open); only serving the series is timed.
+        served_s = t["total_s"] - t["loaded_s"]
+        rows.append(
+            (
+                f"TensorBoard loaded -> every series served ({n} HTTP requests, 6 at a time)" + cap,
+                f"{served_s:.2f} s",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"filterscope log open -> same {n} series (one index query, in the kernel)",
+                f"{s['query_s']:.2f} s",
+                "",
+                "",
+            )
+        )
+        warm = served_s / max(s["query_s"], 1e-9)
+        rows.append(
+            (
+                "in-kernel ratio TensorBoard / filterscope, data loaded on both sides"
+                + (" (measured, lower bound)" if cap else " (measured)"),
+                f"{'>' if cap else ''}{warm:.1f}x",
+                ">= 100x",
+                _verdict(warm >= 100),
             )
         )
     width = max(len(r[0]) for r in rows)

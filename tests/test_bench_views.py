@@ -108,8 +108,19 @@ def test_bench_views_quick_prints_a_consistent_table(tmp_path: Path) -> None:
         assert value > 0 and unit == "ms", name
         assert int(re.search(r"first \d+ ms, (\d+) kB", name)[1]) > 0, name
     page = [k for k in rows if k.startswith("page request -> answer applied: ")]
-    assert {k.split(": ")[1].split(" ")[0] for k in page} >= {"model_info", "layer", "cube"}
+    # CubeView zooms a level-0 page in the browser: only the other views ask the kernel.
+    assert {k.split(": ")[1].split(" ")[0] for k in page} >= {"model_info", "layer"}
     assert all(rows[k][0] > 0 for k in page)
+    newest = [k for k in rows if k.startswith("page newest request -> its answer applied: ")]
+    assert len(newest) == len(page)
+    for k in page:
+        view = k.split(": ")[1].split(" ")[0]
+        # The newest request of a burst is answered no later than the burst ends.
+        assert 0 <= rows[f"page newest request -> its answer applied: {view} (max shown)"][0]
+        assert (
+            rows[f"page newest request -> its answer applied: {view} (max shown)"][0]
+            <= (rows[k][0])
+        )
 
     # Bytes: the kernel's total is the sum of its printed parts, to their rounding.
     name = _name(rows, "first paint bytes, kernel state")
@@ -132,3 +143,11 @@ def test_bench_views_quick_prints_a_consistent_table(tmp_path: Path) -> None:
     low, high = (tb - 0.005) / (ours + 0.005), (tb + 0.005) / (ours - 0.005)
     assert low - 0.05 <= ratio <= high + 0.05, (tb, ours, ratio)
     assert "CAPPED" not in _name(rows, "TensorBoard start")
+    # The in-kernel ratio: data loaded on both sides, serving alone; also a quotient.
+    served, _, _, _ = _row(rows, "TensorBoard loaded -> every series served")
+    query, _, _, _ = _row(rows, f"filterscope log open -> same {n} series")
+    warm, unit, target, _ = _row(rows, "in-kernel ratio TensorBoard / filterscope")
+    assert unit == "x" and target == ">= 100x" and 0 < served <= tb and query <= ours
+    low = (served - 0.005) / (query + 0.005)
+    high = (served + 0.005) / max(query - 0.005, 1e-9)
+    assert low - 0.05 <= warm <= high + 0.05, (served, query, warm)

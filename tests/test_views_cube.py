@@ -33,6 +33,25 @@ def ask(view: CubeView, method: str = "faces", **params) -> dict:
     return view.handle_request({"type": "request", "id": 7, "method": method, "params": params})
 
 
+def test_a_short_run_arrives_whole_at_level_0_and_a_long_one_in_buckets(run):
+    log = run[0]
+    whole = CubeView(log, page_size=5)
+    steps = log.snapshot_step.values
+    assert whole.faces["level"] == 0
+    assert whole.faces["bucket_step_start"].tolist() == steps.tolist()
+    assert whole.faces["front"].shape == (len(whole.meta["layers"]), len(steps))
+    # The counts the index keeps for the presets give the faces computing them gives.
+    idx = fs.index_of(log)
+    kept = idx.cube_correlation(10, "filter_cosine", "sustained")
+    assert kept is not None and idx.cube_correlation(5, "filter_cosine", "sustained") is None
+    stored = cube_faces(log, counts=idx.unstable_counts(30), correlation=kept)
+    computed = cube_faces(log)
+    for name in ("correlation", "flagged", "flag_count", "class_order"):
+        np.testing.assert_array_equal(stored[name].values, computed[name].values)
+    assert int(computed["flagged"].values.sum()) > 0
+    assert CubeView(log, columns=40, page_size=5).faces["level"] > 0
+
+
 def test_state_comes_from_the_index_and_dynamics(run, view):
     log, truth = run
     meta, faces = view.meta, view.faces

@@ -1,9 +1,11 @@
 """Golden payloads: what the Python views send, pinned in files the browser tests decode.
 
 Each golden file in ``js/src/golden/`` is one message as it crosses the wire: the JSON part
-(``message``: a ``series`` trait value, or a request's response exactly as sent), where the
+(``message``: a view's array traits, or a request's response exactly as sent), where the
 binary buffers go in it (``buffer_paths``, as ipywidgets writes them) and the buffers
-themselves (base64). This test rebuilds every payload from a deterministic in-memory log
+themselves (base64). This test rebuilds every payload, ModelInfo's from a deterministic
+in-memory log, LayerView's, ValidationView's and CubeView's from a small synthetic log
+written through the recorder's store (:func:`filterscope.data.synthetic.synthetic_log`, seeded),
 and fails when a committed file differs, so a change of the wire format is a visible diff that
 ``js/src/golden.test.ts`` must also accept. Rewrite the files on purpose with
 ``FILTERSCOPE_UPDATE_GOLDEN=1 pytest tests/test_views_golden.py`` and commit them.
@@ -22,7 +24,8 @@ import pytest
 import xarray as xr
 from ipywidgets.widgets.widget import _remove_buffers
 
-from filterscope.views import ModelInfo
+from filterscope.data.synthetic import synthetic_log
+from filterscope.views import CubeView, LayerView, ModelInfo, ValidationView
 from filterscope.views._base import encode_response
 
 GOLDEN = Path(__file__).resolve().parents[1] / "js" / "src" / "golden"
@@ -79,9 +82,64 @@ def payloads() -> dict[str, dict[str, Any]]:
     }
 
 
-@pytest.mark.parametrize("name", ["model_info_series", "model_info_window", "model_info_error"])
-def test_committed_golden_payload_matches_what_python_sends(name):
-    produced = payloads()[name]
+def _state(view: Any, traits: list[str]) -> dict[str, Any]:
+    """The view's array traits as the kernel sends them: one message, buffers taken out."""
+    state, paths, buffers = _remove_buffers(view.get_state(traits))
+    return wire(state, paths, buffers)
+
+
+def _answer(view: Any, request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    response = view.handle_request(
+        {"type": "request", "id": request_id, "method": method, "params": params}
+    )
+    assert "error" not in response, response
+    content, out = encode_response(response)
+    return wire(content, [["result", *p] for p in content["buffer_paths"]], out)
+
+
+def view_payloads(path: Path) -> dict[str, dict[str, Any]]:
+    """LayerView, ValidationView and CubeView on a 6-class, 12-snapshot ResNet-18 log."""
+    log = synthetic_log(
+        path, n_samples=120, n_classes=6, n_snapshots=12, layers="resnet18", plant=False
+    )
+    layer = LayerView(log)
+    validation = ValidationView(log, j=1, threshold=2)
+    cube = CubeView(log, page_size=4)
+    steps = log.snapshot_step.values
+    window = {"start": int(steps[3]), "stop": int(steps[8])}
+    return {
+        "layer_state": _state(layer, ["tree", "series"]),
+        "layer_filters": _answer(layer, 11, "filters", {"layer": "conv1", "columns": 12}),
+        "validation_data": _state(validation, ["data"]),
+        "validation_window": _answer(validation, 12, "window", window),
+        "validation_rows": _answer(validation, 13, "rows", {"class_": 2}),
+        "cube_state": _state(cube, ["meta", "faces"]),
+        "cube_faces": _answer(cube, 14, "faces", {**window, "offset": 4, "count": 4}),
+    }
+
+
+MODEL_INFO = ["model_info_series", "model_info_window", "model_info_error"]
+VIEWS = [
+    "layer_state",
+    "layer_filters",
+    "validation_data",
+    "validation_window",
+    "validation_rows",
+    "cube_state",
+    "cube_faces",
+]
+
+
+@pytest.fixture(scope="module")
+def produced_views(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    return view_payloads(tmp_path_factory.mktemp("golden") / "run")
+
+
+@pytest.mark.parametrize("name", MODEL_INFO + VIEWS)
+def test_committed_golden_payload_matches_what_python_sends(name, request):
+    produced = (
+        payloads()[name] if name in MODEL_INFO else request.getfixturevalue("produced_views")[name]
+    )
     path = GOLDEN / f"{name}.json"
     text = json.dumps(produced, indent=1, sort_keys=True) + "\n"
     if UPDATE or not path.exists():
@@ -108,3 +166,16 @@ def test_the_golden_window_holds_raw_values_and_the_overview_buckets():
         ["charts", 0, "lines", 0, "y", "buffer"],
     ]
     np.testing.assert_array_equal(np.frombuffer(raw, "<f4"), log.loss.values[2090:2122])
+
+
+def test_the_golden_views_carry_typed_arrays_the_page_decodes(produced_views):
+    data = produced_views["validation_data"]
+    state = data["message"]["data"]
+    assert state["accuracy"]["dtype"] == "uint8" and state["accuracy"]["shape"] == [6, 12]
+    at = data["buffer_paths"].index(["data", "accuracy", "buffer"])
+    codes = np.frombuffer(base64.b64decode(data["buffers"][at]), np.uint8)
+    assert codes.max() <= 255 and codes.size == 72
+    filters = produced_views["layer_filters"]["message"]["result"]
+    assert filters["layer"] == "conv1" and filters["values"]["shape"] == [16, 12]  # 16 filters
+    faces = produced_views["cube_faces"]["message"]["result"]
+    assert faces["offset"] == 4 and len(faces["classes"]) == 2  # the last page: classes 4, 5

@@ -20,8 +20,12 @@ from torch import nn
 
 import filterscope as fs
 from filterscope.errors import InvalidParameterError, LogFormatError
-from filterscope.views import ModelInfo
-from filterscope.views._live import LiveUpdateWarning
+from filterscope.index import Index
+from filterscope.index.build import committed_sizes
+from filterscope.views import ModelInfo, ValidationView
+from filterscope.views._data import given_index
+from filterscope.views._data import index_of as views_index_of
+from filterscope.views._live import LivePoller, LiveUpdateWarning
 
 pytestmark = pytest.mark.xdist_group("views_live")
 
@@ -304,3 +308,51 @@ def test_a_kernel_sends_updates_while_a_cell_trains(tmp_path) -> None:
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_a_log_replaced_by_another_run_is_not_mixed_in(finished, tmp_path) -> None:
+    path = tmp_path / "log"
+    shutil.copytree(finished, path)
+    log = fs.open_log(path)
+    generation = log.attrs["filterscope_generation"]
+    info = ModelInfo(log)
+    board = fs.dashboard(log, views=["model_info"])
+    try:
+        # follow() hands the poller the run the views show.
+        board.follow(interval=60.0)
+        assert board._poller is not None and board._poller._generation == generation
+        board.stop()
+        poller = LivePoller(path, [info], committed=committed_sizes(log), generation=generation)
+        before = info.series
+        shutil.rmtree(path)
+        _train(path, 6, [], [])  # another run (another generation) at the same path
+        assert fs.open_log(path).attrs["filterscope_generation"] != generation
+        with pytest.warns(LiveUpdateWarning, match="replaced by another run"):
+            assert poller.poll() is False
+        assert poller.replaced and not poller.running and poller.updates == 0
+        assert info.series is before  # the earlier run, not a mix of two
+        assert "replaced by another run" in info.notice
+        assert info.get_state("notice")["notice"] == info.notice  # synced to the page
+    finally:
+        board.close()
+        info.close()
+
+
+def test_a_reload_uses_the_index_the_poller_extended(finished, tmp_path) -> None:
+    path = tmp_path / "log"
+    shutil.copytree(finished, path)
+    log = fs.open_log(path)
+    info = ModelInfo(log)
+    validation = ValidationView(log)
+    try:
+        poller = LivePoller(path, [info, validation], committed={"step": 0, "snapshot": 0})
+        assert poller.poll() is True and poller.updates == 1
+        assert validation._index is info._charts.index
+        # Inside given_index the views get that index, not one they open themselves.
+        other = Index(fs.open_log(path), path)
+        with given_index(other):
+            assert views_index_of(log) is other
+        assert views_index_of(log) is not other
+    finally:
+        info.close()
+        validation.close()

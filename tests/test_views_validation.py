@@ -16,7 +16,12 @@ from filterscope.dynamics import class_error, from_arrays, unstable_samples
 from filterscope.dynamics.validation import class_marks, order_classes, order_rows
 from filterscope.errors import InvalidDataError, InvalidParameterError, InvalidSelectionError
 from filterscope.views import Selection, ValidationView
-from filterscope.views.validation import png_bytes
+from filterscope.views.validation import (
+    ACCURACY_NAN,
+    ACCURACY_STEPS,
+    png_bytes,
+    quantise_accuracy,
+)
 
 pytestmark = pytest.mark.xdist_group("views_validation")
 
@@ -59,6 +64,25 @@ def decode_png(data: bytes) -> tuple[int, int, int, np.ndarray]:
     return width, height, color, raw[:, 1:].reshape(height, width, channels)
 
 
+#: Half a step of the uint8 accuracy codes (the view rounds to the nearest).
+HALF_STEP = 0.5 / ACCURACY_STEPS + 1e-12
+
+
+def _accuracy(codes: np.ndarray) -> np.ndarray:
+    """What the page decodes from the uint8 codes (``decodeAccuracy`` in validation.ts)."""
+    return np.where(codes == ACCURACY_NAN, np.nan, codes / ACCURACY_STEPS)
+
+
+def test_accuracy_codes_round_to_the_nearest_step_and_mark_missing_values():
+    values = np.array([[0.0, 0.2, 0.5], [1.0, np.nan, 1.5]])
+    codes = quantise_accuracy(values)
+    assert codes.dtype == np.uint8
+    assert codes.tolist() == [[0, 51, 127], [254, ACCURACY_NAN, 254]]
+    decoded = _accuracy(codes)
+    assert np.isnan(decoded[1, 1])
+    np.testing.assert_allclose(decoded[0], values[0], atol=HALF_STEP)
+
+
 # ------------------------------------------------------------------------------ the overview
 def test_overview_comes_from_the_index_and_dynamics(view, log):
     data = view.data
@@ -66,7 +90,8 @@ def test_overview_comes_from_the_index_and_dynamics(view, log):
     n_classes, n_snapshots = log.sizes["class"], log.sizes["snapshot"]
     assert data["level"] == 0 and data["accuracy"].shape == (n_classes, n_snapshots)
     expected = 1 - class_error(log).transpose("class", "snapshot").values
-    np.testing.assert_allclose(data["accuracy"], expected, atol=1e-6)
+    assert data["accuracy"].dtype == np.uint8 and data["cluster_accuracy"].dtype == np.uint8
+    np.testing.assert_allclose(_accuracy(data["accuracy"]), expected, atol=HALF_STEP)
     np.testing.assert_array_equal(data["x0"], log.snapshot_step.values)
     assert data["names"] == [str(n) for n in log.class_name.values]
     assert data["order_mds"].tolist() == order_classes(1 - expected.T).tolist()
@@ -170,7 +195,7 @@ def test_a_long_run_arrives_in_buckets_and_a_window_at_the_finer_level(log):
     data, steps = widget.data, log.snapshot_step.values
     assert data["level"] == 2 and data["accuracy"].shape == (10, 5)  # 17 snapshots, buckets of 4
     error = fs.index_of(log).query("class_error", level=2).sel(agg="mean").values
-    np.testing.assert_allclose(data["accuracy"], 1 - error.T, atol=1e-6)
+    np.testing.assert_allclose(_accuracy(data["accuracy"]), 1 - error.T, atol=HALF_STEP)
     assert data["x0"].tolist() == steps[[0, 4, 8, 12, 16]].tolist()
     assert data["x1"].tolist() == steps[[3, 7, 11, 15, 16]].tolist()
     # A window of a few snapshots comes back raw: from the snapshot at or before its start to
@@ -178,7 +203,7 @@ def test_a_long_run_arrives_in_buckets_and_a_window_at_the_finer_level(log):
     answer = ask(widget, "window", start=int(steps[3]) + 1, stop=int(steps[6]))["result"]
     assert answer["level"] == 0 and answer["x0"].tolist() == steps[3:8].tolist()
     expected = 1 - class_error(log).transpose("class", "snapshot").values[:, 3:8]
-    np.testing.assert_allclose(answer["accuracy"], expected, atol=1e-6)
+    np.testing.assert_allclose(_accuracy(answer["accuracy"]), expected, atol=HALF_STEP)
     left = unstable_samples(log, j=J, threshold=THRESHOLD).ab_left.isel(lag=J).values[3:8]
     up = answer["up"]
     got = {(int(c), int(k)) for c, k in zip(up["class"], up["col"], strict=True)}

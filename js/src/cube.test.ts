@@ -152,6 +152,11 @@ describe("colours", () => {
     expect(Number.isNaN(out[5] as number)).toBe(true);
     expect(Array.from(subGrid([1, 2, 3, 4, 5, 6], 3, 1, 1, 1, 2))).toEqual([5, 6]);
   });
+  it("takes a layer's range over the visible columns only when given them", () => {
+    // Columns 1..2 visible: 10 → 0, 100 → 1; column 0 (1) and 3 (1000) clamp.
+    const out = rowNormalize([1, 10, 100, 1000], 1, 4, 0, [1, 3]);
+    expect(Array.from(out)).toEqual([0, 0, 1, 1]);
+  });
 });
 
 function state(): CubeState {
@@ -226,6 +231,39 @@ describe("the cube view", () => {
     model.set("class_", 0);
     expect(root.dataset.class).toBe("0");
     expect(root.querySelector(".fs-cube-class-labels .fs-selected")?.textContent).toBe("dog (0)");
+    cleanup();
+  });
+
+  it("zooms a level-0 page from what it holds: no request, exact buckets", () => {
+    const model = new FakeModel(state());
+    const el = document.createElement("div");
+    const cleanup = renderCube({ model: model as never, el });
+    const root = el.querySelector(`.${CUBE_CLASS}`) as HTMLElement;
+    model.set("time_window", [100, 200]);
+    expect(model.sent).toEqual([]); // every snapshot is in the page already
+    expect(root.dataset.detail).toBe("local");
+    expect(root.querySelector(".fs-cube-axis")?.textContent).toContain("step 100");
+    expect(root.querySelector(".fs-cube-axis")?.textContent).toContain("step 200");
+    // Another page of classes is not here: that one is asked for.
+    (root.querySelector(".fs-cube-next") as HTMLElement).click();
+    expect(model.sent).toHaveLength(1);
+    expect((model.sent[0] as { params: Record<string, unknown> }).params).toMatchObject({
+      offset: 2,
+      start: 100,
+      stop: 200,
+    });
+    cleanup();
+  });
+
+  it("asks the kernel when its page is bucketed", () => {
+    const bucketed = state();
+    bucketed.faces.level = 1;
+    const model = new FakeModel(bucketed);
+    const cleanup = renderCube({ model: model as never, el: document.createElement("div") });
+    const before = model.sent.length;
+    model.set("time_window", [100, 200]);
+    expect(model.sent.length).toBe(before + 1);
+    expect((model.sent.at(-1) as { method: string }).method).toBe("faces");
     cleanup();
   });
 });

@@ -25,7 +25,7 @@ import { pickColor, ROOT_CLASS } from "./theme";
 import { TIME_AXIS_LAYOUT } from "./timeaxis";
 import type { EncodedArray } from "./transport";
 import { type Decoded, decodeTree } from "./transport";
-import { mountView, type ViewContext, type ViewDefinition } from "./view";
+import { mountView, saveWindow, type ViewContext, type ViewDefinition } from "./view";
 
 export const CUBE_CLASS = "filterscope-cube";
 
@@ -324,19 +324,22 @@ export function correlationValue(count: number): number {
  * Each row of a `rows × cols` grid scaled to `0..1` on a log scale over its own robust range
  * (the `tail` and `1 - tail` quantiles of its positive values, clamped): a layer's gradient
  * magnitude spans decades, differs between layers by more, and a few early steps would
- * otherwise take the whole colour range.
+ * otherwise take the whole colour range. `range` (columns `[first, end)`, default all) sets
+ * which columns the range is taken over: the visible ones of a zoomed face.
  */
 export function rowNormalize(
   values: ArrayLike<number>,
   rows: number,
   cols: number,
   tail = 0.02,
+  range: readonly [number, number] = [0, cols],
 ): Float32Array {
   const out = new Float32Array(rows * cols);
   const logs = new Float64Array(cols);
+  const [c0, c1] = range;
   for (let r = 0; r < rows; r++) {
     let n = 0;
-    for (let c = 0; c < cols; c++) {
+    for (let c = c0; c < c1; c++) {
       const v = values[r * cols + c] as number;
       if (v > 0 && Number.isFinite(v)) logs[n++] = Math.log10(v);
     }
@@ -461,6 +464,8 @@ class CubeView {
   private readonly cleanups: (() => void)[] = [];
   private hover: number | null = null;
   private window: [number, number] | null = null;
+  /** The faces of a page over the whole run at level 0 (every snapshot): zooms need no request. */
+  private exact: Faces | null = null;
   private latest = 0;
   private destroyed = false;
   private fromBus = false;
@@ -472,6 +477,7 @@ class CubeView {
     injectCubeStyles(root.ownerDocument);
     this.meta = model.get("meta");
     this.faces = decodeTree(model.get("faces"));
+    if (this.faces.level === 0) this.exact = this.faces;
     this.window = model.get("time_window") ?? null;
 
     const header = el("div", "fs-header");
@@ -586,6 +592,14 @@ class CubeView {
 
   private load(offset = this.faces.offset): void {
     const id = ++this.latest;
+    if (this.exact !== null && this.exact.offset === offset) {
+      // Every snapshot of this page is here already: any window is drawn from it, exactly.
+      this.faces = this.exact;
+      this.root.dataset.pending = "";
+      this.root.dataset.detail = "local";
+      this.draw();
+      return;
+    }
     const params: Record<string, unknown> = {
       offset,
       count: this.meta.page_size,
@@ -596,11 +610,13 @@ class CubeView {
       params.stop = this.window[1];
     }
     this.root.dataset.pending = "1";
-    this.context.requests.request<WireCubeFaces>("faces", params).then(
+    this.context.requests.latest<WireCubeFaces>("faces", "faces", params).then(
       (faces) => {
         if (this.destroyed || id !== this.latest) return;
         const newPage = faces.offset !== this.faces.offset;
         this.faces = faces;
+        if (faces.level === 0 && params.start === undefined) this.exact = faces;
+        this.root.dataset.detail = params.start === undefined ? "overview" : "window";
         if (newPage) this.classes = { ...this.classes, offset: 0 };
         this.root.dataset.pending = "";
         this.resize(this.context.width);
@@ -624,8 +640,7 @@ class CubeView {
     if (w !== null && w[1] <= w[0]) return;
     this.window = w;
     if (!this.fromBus) this.context.bus.publish("window", w, this);
-    this.model.set("time_window", w);
-    this.model.save_changes();
+    saveWindow(this.model, w);
     this.load();
   }
 
@@ -639,6 +654,18 @@ class CubeView {
   /** Steps → x in a face `width` pixels wide: linear, as the other views' time axes. */
   private timeScale(width: number): LinearScale {
     return linearScale(this.steps, [0, width]);
+  }
+
+  /** Buckets `[first, last + 1)` that overlap the visible steps (all when none do). */
+  private visibleBuckets(): [number, number] {
+    const f = this.faces;
+    const [s0, s1] = this.steps;
+    const n = f.bucket_step_start.data.length;
+    let first = 0;
+    while (first < n && (f.bucket_step_stop.data[first] as number) < s0) first++;
+    let end = first;
+    while (end < n && (f.bucket_step_start.data[end] as number) <= s1) end++;
+    return end > first ? [first, end] : [0, n];
   }
 
   /** The bucket drawn at `x` pixels into a time face, or null. */
@@ -871,7 +898,12 @@ class CubeView {
       classSel === null ? -1 : f.classes.findIndex((c) => String(c) === String(classSel));
 
     // Front: layers × buckets, each layer on its own log range.
-    const front = subGrid(rowNormalize(f.front.data, nL, nB), nB, lay.offset, lay.visible);
+    const front = subGrid(
+      rowNormalize(f.front.data, nL, nB, 0.02, this.visibleBuckets()),
+      nB,
+      lay.offset,
+      lay.visible,
+    );
     const fctx = this.paint("front", front, lay.visible, nB, colorScale([0, 1], VIRIDIS), true);
     // Top: classes × buckets, accuracy, ▲ where flagged.
     const top = subGrid(f.top.data, nB, cla.offset, cla.visible);
@@ -988,7 +1020,9 @@ class CubeView {
     this.resetButton.hidden = this.window === null;
     this.renderReadout(selLayer, selClass);
     this.root.dataset.level = String(f.level);
-    this.root.dataset.buckets = String(nB);
+    // The buckets drawn: all of a page's, or those of the window zoomed into locally.
+    const [b0, b1] = this.visibleBuckets();
+    this.root.dataset.buckets = String(b1 - b0);
     this.root.dataset.classOffset = String(cla.offset);
     this.root.dataset.layerOffset = String(lay.offset);
   }
@@ -1036,8 +1070,9 @@ class CubeView {
       this.axis.replaceChildren();
       return;
     }
-    const first = f.bucket_step_start.data[0] as number;
-    const lastStep = f.bucket_step_stop.data[n - 1] as number;
+    const [b0, b1] = this.visibleBuckets();
+    const first = Math.max(f.bucket_step_start.data[b0] as number, this.steps[0]);
+    const lastStep = Math.min(f.bucket_step_stop.data[b1 - 1] as number, this.steps[1]);
     this.axis.replaceChildren(
       el("span", "", `step ${formatStep(first)}`),
       el("span", "", "iterations →"),

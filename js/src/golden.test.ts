@@ -5,12 +5,27 @@
  */
 
 import { afterEach, describe, expect, it, vi } from "vitest";
+import cubeFacesFile from "./golden/cube_faces.json";
+import cubeStateFile from "./golden/cube_state.json";
+import layerFiltersFile from "./golden/layer_filters.json";
+import layerStateFile from "./golden/layer_state.json";
 import errorFile from "./golden/model_info_error.json";
 import seriesFile from "./golden/model_info_series.json";
 import windowFile from "./golden/model_info_window.json";
+import validationDataFile from "./golden/validation_data.json";
+import validationRowsFile from "./golden/validation_rows.json";
+import validationWindowFile from "./golden/validation_window.json";
 import { MODEL_INFO_CLASS, renderModelInfo } from "./model_info";
 import { FakeModel, type GoldenFile, goldenBuffers } from "./test_helpers";
 import { decodeTree, type NdArray, putBuffers } from "./transport";
+import {
+  decodeAccuracy,
+  renderValidation,
+  VALIDATION_CLASS,
+  type WireRows,
+  type WireValidation,
+  type WireValidationWindow,
+} from "./validation";
 import type { ResponseMessage, WireSeries, WireWindow } from "./wire";
 
 function decode<T>(file: GoldenFile): ReturnType<typeof decodeTree<T>> {
@@ -106,5 +121,161 @@ describe("golden ModelInfo payloads", () => {
     expect(loss?.getAttribute("data-points")).toBe("32");
     cleanup();
     warn.mockRestore();
+  });
+});
+
+/** The `result` of a golden response, its buffers put back in and decoded. */
+function decodeAnswer<T>(file: GoldenFile): ReturnType<typeof decodeTree<T>> {
+  const message = structuredClone(file.message) as ResponseMessage;
+  expect(file.buffer_paths).toEqual((message.buffer_paths ?? []).map((p) => ["result", ...p]));
+  putBuffers(message, file.buffer_paths, goldenBuffers(file));
+  return decodeTree(message.result as T);
+}
+
+const isPermutation = (a: NdArray, n: number) =>
+  [...values(a)].sort((x, y) => x - y).join() === Array.from({ length: n }, (_, i) => i).join();
+
+describe("golden LayerView payloads (6 classes, 12 snapshots, ResNet-18)", () => {
+  interface Node {
+    name: string;
+    parent: string;
+    layer: boolean;
+    filters: number;
+  }
+  it("decodes the tree and one series row per node over the snapshots", () => {
+    const state = decode<{
+      tree: { nodes: Node[]; snapshot_step: unknown; step_range: [number, number] };
+      series: { values: unknown; x: unknown; level: number };
+    }>(layerStateFile as GoldenFile);
+    const nodes = state.tree.nodes;
+    expect(nodes[0]?.name).toBe("model");
+    const names = new Set(nodes.map((n) => n.name));
+    expect(nodes.slice(1).every((n) => names.has(n.parent))).toBe(true);
+    const series = state.series as unknown as { values: NdArray; x: NdArray; level: number };
+    const steps = state.tree.snapshot_step as unknown as NdArray;
+    expect(series.values.dtype).toBe("float32");
+    expect(series.values.shape).toEqual([nodes.length, 12, 1]);
+    expect(values(series.x)).toEqual(values(steps));
+    expect(values(steps)[11]).toBe(state.tree.step_range[1]);
+    // Mean |gradient| is positive wherever it is defined.
+    expect(
+      values(series.values)
+        .filter(Number.isFinite)
+        .every((v) => v >= 0),
+    ).toBe(true);
+  });
+
+  it("decodes a filters answer: one cosine row per filter of the layer", () => {
+    const answer = decodeAnswer<{
+      layer: string;
+      filters: unknown;
+      x: unknown;
+      values: unknown;
+    }>(layerFiltersFile as GoldenFile) as unknown as {
+      layer: string;
+      filters: NdArray;
+      x: NdArray;
+      values: NdArray;
+    };
+    const conv1 = (
+      (layerStateFile as GoldenFile).message as { tree: { nodes: Node[] } }
+    ).tree.nodes.find((n) => n.name === "conv1");
+    expect(answer.layer).toBe("conv1");
+    expect(answer.filters.data.length).toBe(conv1?.filters);
+    expect(answer.values.shape).toEqual([conv1?.filters, answer.x.data.length]);
+    const cosines = values(answer.values).filter(Number.isFinite);
+    expect(cosines.length).toBeGreaterThan(0);
+    expect(cosines.every((v) => v >= -1 && v <= 1)).toBe(true);
+  });
+});
+
+describe("golden ValidationView payloads", () => {
+  it("decodes the overview: uint8 accuracy codes to [0, 1], orders, marks", () => {
+    const { data } = decode<{ data: WireValidation }>(validationDataFile as GoldenFile);
+    expect(data.accuracy.dtype).toBe("uint8");
+    expect(data.accuracy.shape).toEqual([6, 12]);
+    const accuracy = decodeAccuracy(data.accuracy);
+    expect(accuracy.dtype).toBe("float32");
+    const v = values(accuracy);
+    expect(v.every((a) => Number.isNaN(a) || (a >= 0 && a <= 1))).toBe(true);
+    // 20 images a class: every accuracy is a multiple of 1/20, within half a code step.
+    for (const a of v) expect(Math.abs(a * 20 - Math.round(a * 20))).toBeLessThan(20 / 508);
+    expect(decodeAccuracy(data.cluster_accuracy).shape).toEqual([4, 12]);
+    expect(isPermutation(data.order_mds, 6)).toBe(true);
+    expect(isPermutation(data.order_peak, 6)).toBe(true);
+    expect(data.up.class.data.length).toBe(data.up.count.data.length);
+    expect(values(data.up.count).every((c) => c >= data.threshold)).toBe(true);
+  });
+
+  it("decodes a window answer and a class's rows", () => {
+    const window = decodeAnswer<WireValidationWindow>(validationWindowFile as GoldenFile);
+    expect(window.window).toEqual([300, 800]);
+    const cols = window.x0.data.length;
+    expect(window.accuracy.shape).toEqual([6, cols]);
+    expect(values(decodeAccuracy(window.accuracy)).every((a) => a >= 0 && a <= 1)).toBe(true);
+    const rows = decodeAnswer<WireRows>(validationRowsFile as GoldenFile);
+    expect(rows.class_).toBe(2);
+    expect(rows.total).toBe(20);
+    expect(rows.values.shape).toEqual([20, 12]);
+    expect(values(rows.values).every((c) => c === 0 || c === 1)).toBe(true);
+  });
+
+  it("renders the golden overview with no warning", () => {
+    const file = validationDataFile as GoldenFile;
+    const data = structuredClone(file.message) as { data: WireValidation };
+    putBuffers(data, file.buffer_paths, goldenBuffers(file));
+    const model = new FakeModel({
+      _view: "validation",
+      link_id: "",
+      data: data.data,
+      picked_steps: [] as number[],
+      time_window: null as [number, number] | null,
+      class_: null as number | string | null,
+      sample_index: null as number | null,
+      order: "mds" as const,
+    });
+    const warn = vi.spyOn(console, "warn");
+    const el = document.createElement("div");
+    document.body.append(el);
+    const cleanup = renderValidation({ model, el });
+    const root = el.querySelector(`.${VALIDATION_CLASS}`) as HTMLElement;
+    expect(root.querySelector("canvas")).not.toBeNull();
+    expect(root.textContent).toContain("n00000002");
+    expect(warn).not.toHaveBeenCalled();
+    cleanup();
+    warn.mockRestore();
+  });
+});
+
+describe("golden CubeView payloads", () => {
+  interface Faces {
+    front: NdArray;
+    top: NdArray;
+    flags: NdArray;
+    correlation: NdArray;
+    bucket_step_start: NdArray;
+    bucket_step_stop: NdArray;
+    classes: (number | string)[];
+    offset: number;
+  }
+  it("decodes the first page and a later page over a window, on shared axes", () => {
+    const state = decode<{ meta: { layers: string[]; n_classes: number }; faces: unknown }>(
+      cubeStateFile as GoldenFile,
+    );
+    const faces = state.faces as Faces;
+    const layers = state.meta.layers.length;
+    const cols = faces.bucket_step_start.data.length;
+    expect(faces.front.shape).toEqual([layers, cols]);
+    expect(faces.top.shape).toEqual([faces.classes.length, cols]);
+    expect(faces.flags.shape).toEqual([faces.classes.length, cols]);
+    expect(faces.correlation.shape).toEqual([layers, faces.classes.length]);
+    expect(faces.classes).toEqual([0, 1, 2, 3]);
+    const page = decodeAnswer<unknown>(cubeFacesFile as GoldenFile) as unknown as Faces;
+    expect(page.offset).toBe(4);
+    expect(page.classes).toEqual([4, 5]);
+    const starts = values(page.bucket_step_start);
+    expect(starts[0]).toBeGreaterThanOrEqual(300);
+    expect(values(page.bucket_step_stop).at(-1)).toBeLessThanOrEqual(800);
+    expect(page.front.shape).toEqual([layers, starts.length]);
   });
 });

@@ -32,7 +32,7 @@ import {
   type Window,
 } from "./timeaxis";
 import { type Decoded, decodeTree, type EncodedArray } from "./transport";
-import { mountView, type ViewContext, type ViewDefinition } from "./view";
+import { linkAxis, mountView, saveWindow, type ViewContext, type ViewDefinition } from "./view";
 
 export const LAYER_CLASS = "filterscope-layer";
 
@@ -325,7 +325,6 @@ class LayerView {
   private readonly shown = new Map<string, number>();
   private series: Series;
   private width: number;
-  private fromBus = false;
   private destroyed = false;
   /** Request generation: answers of older windows are dropped. */
   private generation = 0;
@@ -408,29 +407,15 @@ class LayerView {
     root.append(header, this.changedBox, this.body, this.xaxis);
 
     this.cleanups.push(
-      this.axis.subscribe((change) => {
+      ...linkAxis(this.axis, bus, this, (change) => {
         if (change === "window") this.redraw();
         else this.drawOverlay();
-        if (!this.fromBus && change === "hover") bus.publish("hover", this.axis.hover, this);
-        if (!this.fromBus && change === "brush") bus.publish("brush", this.axis.brush, this);
       }),
-      bus.subscribe("hover", this, (s) => this.fromLink(() => this.axis.setHover(s))),
-      bus.subscribe("brush", this, (b) => this.fromLink(() => this.axis.setBrush(b))),
-      bus.subscribe("window", this, (w) => this.fromLink(() => this.axis.setWindow(w))),
     );
     this.axis.setPicks(model.get("picked_steps") ?? []);
     this.axis.setWindow(model.get("time_window") ?? null);
     this.renderChanged();
     this.buildRows();
-  }
-
-  private fromLink(apply: () => void): void {
-    this.fromBus = true;
-    try {
-      apply();
-    } finally {
-      this.fromBus = false;
-    }
   }
 
   private save(values: Partial<LayerState>): void {
@@ -827,7 +812,7 @@ class LayerView {
     }
     this.context.bus.publish("window", next, this);
     this.axis.setWindow(next);
-    this.save({ time_window: next });
+    saveWindow(this.model, next);
   }
 
   // ---------------------------------------------------------------- lifecycle

@@ -15,7 +15,7 @@ import { formatStep } from "./scale";
 import { GroupColors, pickColor } from "./theme";
 import { attachPointer, TimeAxis, togglePick, type Window } from "./timeaxis";
 import { type Decoded, decodeTree, type NdArray } from "./transport";
-import { mountView, type ViewContext, type ViewDefinition } from "./view";
+import { linkAxis, mountView, saveWindow, type ViewContext, type ViewDefinition } from "./view";
 import type { WireSeries, WireWindow } from "./wire";
 
 export type { WireSeries } from "./wire";
@@ -53,7 +53,6 @@ class ModelInfoView {
   private readonly model: AnyModel<ModelInfoState>;
   private readonly root: HTMLElement;
   /** Set while applying an event from the bus, so it is not published back. */
-  private fromBus = false;
   /** Id of the latest window request; older answers are dropped. */
   private latest = 0;
   private destroyed = false;
@@ -106,31 +105,17 @@ class ModelInfoView {
     }
 
     this.cleanups.push(
-      this.axis.subscribe((change) => {
+      ...linkAxis(this.axis, bus, this, (change) => {
         if (change === "picks") this.renderPicks();
         if (change === "window") this.windowChanged();
         if (change === "hover") this.renderStepReadout(series);
-        if (!this.fromBus && change === "hover") bus.publish("hover", this.axis.hover, this);
-        if (!this.fromBus && change === "brush") bus.publish("brush", this.axis.brush, this);
       }),
-      bus.subscribe("hover", this, (step) => this.fromLink(() => this.axis.setHover(step))),
-      bus.subscribe("brush", this, (brush) => this.fromLink(() => this.axis.setBrush(brush))),
-      bus.subscribe("window", this, (w) => this.fromLink(() => this.axis.setWindow(w))),
     );
     this.axis.setPicks(model.get("picked_steps") ?? []);
     this.axis.setWindow(model.get("time_window") ?? null);
     this.renderPicks();
     this.windowChanged();
     this.resize(context.width);
-  }
-
-  private fromLink(apply: () => void): void {
-    this.fromBus = true;
-    try {
-      apply();
-    } finally {
-      this.fromBus = false;
-    }
   }
 
   resize(width: number): void {
@@ -156,8 +141,7 @@ class ModelInfoView {
     // Linked views follow at once through the bus; Python hears of it through the trait.
     this.context.bus.publish("window", next, this);
     this.axis.setWindow(next);
-    this.model.set("time_window", next);
-    this.model.save_changes();
+    saveWindow(this.model, next);
   }
 
   /** The window moved: show the overview, and ask for finer lines when it is bucketed. */
@@ -174,7 +158,7 @@ class ModelInfoView {
     const start = Math.floor(w0);
     const stop = Math.ceil(w1);
     this.root.dataset.pending = `${start}-${stop}`;
-    this.context.requests.request<WireWindow>("window", { start, stop }).then(
+    this.context.requests.latest<WireWindow>("window", "window", { start, stop }).then(
       (answer) => {
         if (this.destroyed || id !== this.latest) return;
         const byKey = new Map(answer.charts.map((c) => [c.key, c.lines as LineData[]]));

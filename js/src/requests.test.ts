@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { RequestClient, RequestError } from "./requests";
+import { RequestClient, RequestError, SupersededError } from "./requests";
 import { FakeModel } from "./test_helpers";
 
 afterEach(() => {
@@ -79,5 +79,33 @@ describe("RequestClient", () => {
     client.dispose();
     await expect(pending).rejects.toThrow("cancelled");
     expect(model.listenerCount()).toBe(0);
+  });
+
+  it("latest: one request per key on its way, only the newest waiting call is sent next", async () => {
+    const model = new FakeModel({});
+    const client = new RequestClient(model);
+    const first = client.latest("zoom", "window", { start: 0, stop: 10 });
+    const second = client.latest("zoom", "window", { start: 0, stop: 8 });
+    const third = client.latest("zoom", "window", { start: 0, stop: 6 });
+    const other = client.latest("faces", "faces", {});
+    // The first zoom and the other key go out; the second never does.
+    expect(model.sent.map((m) => (m as { params: unknown }).params)).toEqual([
+      { start: 0, stop: 10 },
+      {},
+    ]);
+    await expect(second).rejects.toBeInstanceOf(SupersededError);
+    answer(model, 0, { result: "ten" });
+    await expect(first).resolves.toBe("ten");
+    // The newest waiting call is sent once the one before it is answered.
+    expect(model.sent).toHaveLength(3);
+    expect((model.sent[2] as { params: unknown }).params).toEqual({ start: 0, stop: 6 });
+    answer(model, 2, { result: "six" });
+    await expect(third).resolves.toBe("six");
+    answer(model, 1, { error: "bad" });
+    await expect(other).rejects.toBeInstanceOf(RequestError);
+    // Every lane is free again: the next call goes out at once.
+    void client.latest("zoom", "window", { start: 1, stop: 2 }).catch(() => {});
+    expect(model.sent).toHaveLength(4);
+    client.dispose();
   });
 });

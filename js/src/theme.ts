@@ -151,6 +151,14 @@ const CSS = `
 .${ROOT_CLASS} .fs-brush { fill: var(--fs-accent); fill-opacity: 0.12; pointer-events: none; }
 .${ROOT_CLASS} .fs-overlay { fill: transparent; cursor: crosshair; touch-action: none; }
 .${ROOT_CLASS} canvas.fs-heatmap { display: block; image-rendering: pixelated; cursor: crosshair; }
+.${ROOT_CLASS}-notice {
+  margin: 0 0 4px;
+  padding: 4px 8px;
+  border-left: 3px solid var(--jp-warn-color0, #f57c00);
+  background: var(--jp-warn-color3, #fff3e0);
+  color: var(--jp-ui-font-color1, #222);
+  font-size: var(--jp-ui-font-size1, 13px);
+}
 `;
 
 /** Add the shared style sheet to `doc` once; later calls find it by id and do nothing. */

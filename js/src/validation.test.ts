@@ -2,9 +2,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { encode, FakeModel } from "./test_helpers";
 import { decodeArray } from "./transport";
 import {
+  ACCURACY_NAN,
+  ACCURACY_STEPS,
   ACCURACY_STOPS,
   CLASS_ROW,
   columnAt,
+  decodeAccuracy,
   hexToRgba,
   IMAGE_ROW,
   layoutRows,
@@ -23,6 +26,31 @@ const XSS = "<img src=x onerror=alert(1)>";
 function near(a: readonly number[], b: readonly number[], tolerance: number): boolean {
   return a.every((v, i) => Math.abs(v - (b[i] as number)) <= tolerance);
 }
+
+describe("accuracy on the wire", () => {
+  it("decodes uint8 codes to accuracies in [0, 1], 255 as missing", () => {
+    const codes = new Uint8Array([0, 127, 254, ACCURACY_NAN, 51, 203]);
+    const out = decodeAccuracy({ dtype: "uint8", shape: [2, 3], data: codes });
+    expect(out.dtype).toBe("float32");
+    expect(out.shape).toEqual([2, 3]);
+    const v = Array.from(out.data);
+    expect(v[0]).toBe(0);
+    expect(v[2]).toBe(1);
+    expect(Number.isNaN(v[3])).toBe(true);
+    // Within half a step of what Python quantised (0.5 -> 127, 0.2 -> 51, 0.8 -> 203).
+    for (const [i, want] of [
+      [1, 0.5],
+      [4, 0.2],
+      [5, 0.8],
+    ] as const) {
+      expect(Math.abs((v[i] as number) - want)).toBeLessThanOrEqual(0.5 / ACCURACY_STEPS);
+    }
+  });
+  it("passes float arrays through", () => {
+    const f = { dtype: "float32" as const, shape: [1], data: new Float32Array([0.25]) };
+    expect(decodeAccuracy(f)).toBe(f);
+  });
+});
 
 describe("the accuracy colour scale", () => {
   const scale = stopScale();

@@ -32,7 +32,7 @@ import {
   type NdArray,
   type TypedArray,
 } from "./transport";
-import { mountView, type ViewContext, type ViewDefinition } from "./view";
+import { linkAxis, mountView, saveWindow, type ViewContext, type ViewDefinition } from "./view";
 
 export const VALIDATION_CLASS = "filterscope-validation";
 
@@ -52,7 +52,7 @@ export interface WireValidation {
   level: number;
   labels: EncodedArray;
   names: string[];
-  /** `(class, column)` accuracy. */
+  /** `(class, column)` accuracy as uint8 codes (`decodeAccuracy`). */
   accuracy: EncodedArray;
   /** Cluster of every class (empty: no clusters), `-1` for classes without samples. */
   cluster: EncodedArray;
@@ -117,6 +117,36 @@ type Columns = Pick<Data, "x0" | "x1" | "accuracy" | "cluster_accuracy" | "up" |
   window: [number, number] | null;
 };
 type Rows = Decoded<WireRows>;
+
+// ---- accuracy on the wire ---------------------------------------------------------------------
+
+/** Accuracy arrives as uint8 codes: `round(accuracy * 254)`, 255 where it is missing. */
+export const ACCURACY_STEPS = 254;
+export const ACCURACY_NAN = 255;
+
+/**
+ * The accuracies of a uint8 array of codes (`filterscope.views.validation.quantise_accuracy`)
+ * as float32 in [0, 1], NaN for the missing code; a float array passes through unchanged.
+ */
+export function decodeAccuracy(array: NdArray): NdArray {
+  if (array.dtype !== "uint8") return array;
+  const codes = array.data;
+  const out = new Float32Array(codes.length);
+  for (let i = 0; i < codes.length; i++) {
+    const code = codes[i] as number;
+    out[i] = code === ACCURACY_NAN ? Number.NaN : code / ACCURACY_STEPS;
+  }
+  return { dtype: "float32", shape: array.shape, data: out };
+}
+
+/** `cols` with its accuracy arrays decoded (`decodeAccuracy`). */
+function withAccuracy<T extends { accuracy: NdArray; cluster_accuracy: NdArray }>(cols: T): T {
+  return {
+    ...cols,
+    accuracy: decodeAccuracy(cols.accuracy),
+    cluster_accuracy: decodeAccuracy(cols.cluster_accuracy),
+  };
+}
 
 // ---- colours ---------------------------------------------------------------------------------
 
@@ -345,7 +375,6 @@ class ValidationView {
   private rows: Row[] = [];
   private width: number;
   private pressY = 0;
-  private fromBus = false;
   private destroyed = false;
   private thumbUrl: string | null = null;
   private thumbRequest = 0;
@@ -358,7 +387,7 @@ class ValidationView {
     this.model = model;
     this.root = root;
     this.width = context.width;
-    this.data = decodeTree(model.get("data"));
+    this.data = withAccuracy(decodeTree(model.get("data")));
     const data = this.data;
     this.overview = { ...data, window: null };
     this.cols = this.overview;
@@ -428,16 +457,11 @@ class ValidationView {
         pick: (step) => this.canvasClicked(step),
         zoom: (w) => this.zoom(w),
       }),
-      this.axis.subscribe((change) => {
+      ...linkAxis(this.axis, bus, this, (change) => {
         if (change === "picks") this.renderPicks();
         if (change === "window") this.windowChanged();
         else this.drawOverlay();
-        if (!this.fromBus && change === "hover") bus.publish("hover", this.axis.hover, this);
-        if (!this.fromBus && change === "brush") bus.publish("brush", this.axis.brush, this);
       }),
-      bus.subscribe("hover", this, (step) => this.fromLink(() => this.axis.setHover(step))),
-      bus.subscribe("brush", this, (brush) => this.fromLink(() => this.axis.setBrush(brush))),
-      bus.subscribe("window", this, (w) => this.fromLink(() => this.axis.setWindow(w))),
     );
     this.orderSelect.value = model.get("order") ?? "mds";
     this.axis.setPicks(model.get("picked_steps") ?? []);
@@ -448,15 +472,6 @@ class ValidationView {
     this.relayout();
     this.showClass();
     this.showSample();
-  }
-
-  private fromLink(apply: () => void): void {
-    this.fromBus = true;
-    try {
-      apply();
-    } finally {
-      this.fromBus = false;
-    }
   }
 
   private get plotWidth(): number {
@@ -545,10 +560,10 @@ class ValidationView {
     const stop = Math.ceil(w1);
     this.root.dataset.detail = "pending";
     this.draw(); // the overview's buckets, stretched, until the answer comes
-    this.context.requests.request<WireValidationWindow>("window", { start, stop }).then(
+    this.context.requests.latest<WireValidationWindow>("window", "window", { start, stop }).then(
       (answer) => {
         if (this.destroyed || id !== this.latest) return;
-        this.setColumns({ ...answer, window: [start, stop] }, `${start}-${stop}`);
+        this.setColumns(withAccuracy({ ...answer, window: [start, stop] }), `${start}-${stop}`);
       },
       (error: Error) => {
         if (this.destroyed || id !== this.latest) return;
@@ -614,8 +629,7 @@ class ValidationView {
     }
     this.context.bus.publish("window", next, this);
     this.axis.setWindow(next);
-    this.model.set("time_window", next);
-    this.model.save_changes();
+    saveWindow(this.model, next);
   }
 
   /** The kernel's `sample_index`: show its thumbnail (or why there is none). */

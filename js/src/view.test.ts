@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { liveBuses } from "./bus";
 import { FakeModel } from "./test_helpers";
-import { initializeModel, mountView, type ViewDefinition } from "./view";
+import { initializeModel, mountView, NOTICE_CLASS, type ViewDefinition } from "./view";
 
 type State = {
   _view: string;
@@ -56,10 +56,29 @@ describe("mountView", () => {
     const done = initializeModel<State>(model);
     expect(model.listenerCount()).toBe(1);
     const cleanup = mountView(definition([]), { model, el: document.createElement("div") });
-    expect(model.listenerCount()).toBe(3); // the client's, plus data and pick
+    expect(model.listenerCount()).toBe(4); // the client's, plus notice, data and pick
     cleanup();
     expect(model.listenerCount()).toBe(1);
     done();
     expect(model.listenerCount()).toBe(0);
+  });
+
+  it("shows the kernel's notice above the view, as text, and hides it when empty", () => {
+    type Noticed = State & { notice: string };
+    const model = new FakeModel<Noticed>({ _view: "t", link_id: "", data: 1, pick: 0, notice: "" });
+    const el = document.createElement("div");
+    const cleanup = mountView(definition([]) as unknown as ViewDefinition<Noticed>, { model, el });
+    const notice = el.querySelector(`.${NOTICE_CLASS}`) as HTMLElement;
+    expect(notice.hidden).toBe(true);
+    expect(el.firstElementChild).toBe(notice);
+    const text = "replaced by another run <img src=x onerror=alert(1)>";
+    model.set("notice", text);
+    expect(notice.hidden).toBe(false);
+    expect(notice.textContent).toBe(text);
+    expect(notice.querySelector("img")).toBeNull();
+    model.set("notice", "");
+    expect(notice.hidden).toBe(true);
+    cleanup();
+    expect(el.children).toHaveLength(0);
   });
 });

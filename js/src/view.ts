@@ -13,6 +13,10 @@ import type { AnyModel } from "@anywidget/types";
 import { type LinkBus, linkBus } from "./bus";
 import { RequestClient } from "./requests";
 import { injectStyles, ROOT_CLASS } from "./theme";
+import type { AxisChange, TimeAxis } from "./timeaxis";
+
+/** The line above a view that shows the kernel's `notice` (hidden when empty). */
+export const NOTICE_CLASS = "filterscope-notice";
 
 /** Width used until the element is laid out and a ResizeObserver reports the real one. */
 export const FALLBACK_WIDTH = 760;
@@ -50,6 +54,68 @@ export interface ViewDefinition<S extends State> {
   create(context: ViewContext<S>): ViewInstance;
 }
 
+/**
+ * Milliseconds a zoom rests before the kernel hears of it. The page follows a zoom at once (the
+ * link bus); the kernel's `time_window` (and what Python derives from it, such as LayerView's
+ * series) only needs the window the user stops at, not every wheel turn on the way.
+ */
+export const WINDOW_SAVE_MS = 120;
+
+const windowTimers = new WeakMap<object, ReturnType<typeof setTimeout>>();
+
+/**
+ * Set `time_window` on `model` now and send it to the kernel once no other zoom followed for
+ * `ms` milliseconds (one message for a wheel or drag that moves on, the last window).
+ */
+export function saveWindow<S extends State>(
+  model: AnyModel<S>,
+  window: [number, number] | null,
+  ms = WINDOW_SAVE_MS,
+): void {
+  model.set("time_window" as keyof S & string, window as never);
+  const previous = windowTimers.get(model);
+  if (previous !== undefined) clearTimeout(previous);
+  windowTimers.set(
+    model,
+    setTimeout(() => {
+      windowTimers.delete(model);
+      model.save_changes();
+    }, ms),
+  );
+}
+
+/**
+ * Link a view's time axis to the link bus, the same way in every view: its own hover and brush
+ * go out to the other views; theirs, and their zoom windows, come in without being sent back.
+ * `changed` hears every change of the axis first. Returns the cleanups.
+ */
+export function linkAxis(
+  axis: TimeAxis,
+  bus: LinkBus,
+  owner: object,
+  changed: (change: AxisChange) => void,
+): (() => void)[] {
+  let fromBus = false;
+  const fromLink = (apply: () => void) => {
+    fromBus = true;
+    try {
+      apply();
+    } finally {
+      fromBus = false;
+    }
+  };
+  return [
+    axis.subscribe((change) => {
+      changed(change);
+      if (!fromBus && change === "hover") bus.publish("hover", axis.hover, owner);
+      if (!fromBus && change === "brush") bus.publish("brush", axis.brush, owner);
+    }),
+    bus.subscribe("hover", owner, (step) => fromLink(() => axis.setHover(step))),
+    bus.subscribe("brush", owner, (brush) => fromLink(() => axis.setBrush(brush))),
+    bus.subscribe("window", owner, (w) => fromLink(() => axis.setWindow(w))),
+  ];
+}
+
 const clients = new WeakMap<AnyModel, RequestClient>();
 
 /** anywidget `initialize`: one request client per model; returns its cleanup. */
@@ -69,9 +135,19 @@ export function mountView<S extends State>(
   { model, el }: { model: AnyModel<S>; el: HTMLElement },
 ): () => void {
   injectStyles(el.ownerDocument);
+  // The kernel's `notice` (e.g. the followed log was replaced by another run), as text.
+  const notice = document.createElement("div");
+  notice.className = NOTICE_CLASS;
+  notice.setAttribute("role", "status");
+  const showNotice = () => {
+    const text = String(model.get("notice" as keyof S & string) ?? "");
+    notice.textContent = text;
+    notice.hidden = text === "";
+  };
+  showNotice();
   const root = document.createElement("div");
   root.className = `${ROOT_CLASS} ${definition.className}`;
-  el.append(root);
+  el.append(notice, root);
 
   // A model rendered without `initialize` (tests, old front ends) gets a client of its own.
   const shared = clients.get(model as unknown as AnyModel);
@@ -86,6 +162,7 @@ export function mountView<S extends State>(
   let view = build();
 
   const handlers: [string, () => void][] = [
+    ["change:notice", showNotice],
     ...definition.rebuildOn.map((key): [string, () => void] => [
       `change:${key}`,
       () => {
@@ -115,6 +192,7 @@ export function mountView<S extends State>(
     view.destroy?.();
     link.release();
     if (shared === undefined) requests.dispose();
+    notice.remove();
     root.remove();
   };
 }

@@ -8,6 +8,7 @@
  */
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
+import { renderAnomaly } from "./anomaly";
 import { renderCube } from "./cube";
 import { renderLayer } from "./layer";
 import { renderModelInfo } from "./model_info";
@@ -17,6 +18,7 @@ import { initializeModel } from "./view";
 type ViewRender = (props: { model: AnyModel; el: HTMLElement }) => () => void;
 
 const VIEWS: Record<string, ViewRender> = {
+  anomaly: renderAnomaly as unknown as ViewRender,
   cube: renderCube as unknown as ViewRender,
   layer: renderLayer as unknown as ViewRender,
   model_info: renderModelInfo as unknown as ViewRender,

@@ -8,6 +8,9 @@ write in the home folder (config, data, runtime, settings, workspaces) points in
 folder, whose user settings switch off the news and update checks that would cover the page.
 The widget bundle is served from the installed package by anywidget, and the widget manager
 comes from ``jupyterlab_widgets`` in the environment, so nothing is built or installed here.
+``jupyter_notebook7`` starts Notebook 7 the same way (``Lab.ui == "notebook"``: the driver opens
+``/notebooks/<name>``), and ``start_jupyter`` does it for another environment's interpreter
+(the packaging test's fresh venv).
 
 ``Lab.drive`` runs ``tests/e2e/driver.mjs`` (playwright-core + Debian's chromium) on a notebook
 and returns the JSON it prints. Every e2e test is in the one xdist group ``jupyterlab`` so a
@@ -52,6 +55,10 @@ c.ServerApp.allow_root = True
 c.ServerApp.open_browser = False
 c.LabApp.user_settings_dir = {settings!r}
 c.LabApp.workspaces_dir = {workspaces!r}
+# The same for Notebook 7 (`python -m notebook`), whose app is a LabServerApp of its own.
+c.JupyterNotebookApp.expose_app_in_browser = True
+c.JupyterNotebookApp.user_settings_dir = {settings!r}
+c.JupyterNotebookApp.workspaces_dir = {workspaces!r}
 """
 
 # The "get notified about official Jupyter news?" toast covers the page; a user setting stops it.
@@ -71,6 +78,8 @@ class Lab:
     log: Path
     process: subprocess.Popen[bytes]
     ready: bool = False
+    # "lab": JupyterLab's /lab UI; "notebook": Notebook 7's /notebooks/ UI (same server API).
+    ui: str = "lab"
 
     def wait_until_ready(self, timeout: float = 90) -> None:
         """Poll ``/lab`` until it answers; fail the test if the server exits or stays silent."""
@@ -81,16 +90,21 @@ class Lab:
                     f"jupyter lab exited with {self.process.returncode} while starting\n{self.log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}lab", timeout=5) as response:
+                with urllib.request.urlopen(f"{self.url}{self.ui_path}", timeout=5) as response:
                     self.ready = response.status == 200
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if not self.ready and time.monotonic() > deadline:
                 pytest.fail(
-                    f"jupyter lab did not answer on {self.url}lab within {timeout} s\n{self.log_tail()}"
+                    f"jupyter did not answer on {self.url}{self.ui_path} within {timeout} s\n{self.log_tail()}"
                 )
             if not self.ready:
                 time.sleep(0.5)
+
+    @property
+    def ui_path(self) -> str:
+        """The page that answers once the server is up: ``lab`` or Notebook 7's ``tree``."""
+        return "tree" if self.ui == "notebook" else "lab"
 
     def write_notebook(self, name: str, cells: list[str]) -> Path:
         """Write a notebook of code cells into the served folder."""
@@ -117,6 +131,7 @@ class Lab:
             "notebook": notebook,
             "scenario": scenario,
             "artifacts": str(ARTIFACTS),
+            "ui": self.ui,
             **params,
         }
         try:
@@ -187,8 +202,36 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = start_jupyter(tmp_path_factory.mktemp("jupyterlab"))
+    try:
+        yield lab
+    finally:
+        _stop(lab.process)
+
+
+@pytest.fixture(scope="session")
+def jupyter_notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Notebook 7 (``python -m notebook``) on the same terms; ``drive`` opens ``/notebooks/``."""
+    lab = start_jupyter(tmp_path_factory.mktemp("notebook7"), app="notebook")
+    try:
+        yield lab
+    finally:
+        _stop(lab.process)
+
+
+def start_jupyter(
+    base: Path,
+    python: str = sys.executable,
+    app: str = "jupyterlab",
+    env_overrides: dict[str, str] | None = None,
+) -> Lab:
+    """Start ``python -m app`` (``jupyterlab`` or ``notebook``) configured as described above.
+
+    ``base`` is an empty folder for its directories and log; ``python`` may be another
+    environment's interpreter (its own Jupyter, kernel and installed filterscope are then
+    used). The caller stops it with ``stop_jupyter(lab.process)``.
+    """
     _require_tools()
-    base = tmp_path_factory.mktemp("jupyterlab")
     dirs = {
         name: base / name
         for name in (
@@ -231,17 +274,18 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "OMP_NUM_THREADS": "1",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
-    log = base / "jupyterlab.log"
+    env.update(env_overrides or {})
+    log = base / f"{app}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser"],
+            [python, "-m", app, "--no-browser"],
             cwd=dirs["root"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    lab = Lab(url=f"http://127.0.0.1:{port}/", root=dirs["root"], log=log, process=proc)
-    try:
-        yield lab
-    finally:
-        _stop(proc)
+    ui = "notebook" if app == "notebook" else "lab"
+    return Lab(url=f"http://127.0.0.1:{port}/", root=dirs["root"], log=log, process=proc, ui=ui)
+
+
+stop_jupyter = _stop

@@ -44,8 +44,12 @@ export async function waitInPage(page, what, ms, fn, arg) {
 
 export async function openNotebook(page, config) {
   const workspace = `e2e-${config.scenario}-${Date.now()}`;
-  const url = new URL(`lab/workspaces/${workspace}/tree/${config.notebook}`, config.url);
-  url.searchParams.set("reset", "");
+  // Notebook 7 (config.ui "notebook") opens one notebook per page at /notebooks/<path>.
+  const url =
+    config.ui === "notebook"
+      ? new URL(`notebooks/${config.notebook}`, config.url)
+      : new URL(`lab/workspaces/${workspace}/tree/${config.notebook}`, config.url);
+  if (config.ui !== "notebook") url.searchParams.set("reset", "");
   await within(30_000, `loading ${url}`, page.goto(url.href, { waitUntil: "domcontentloaded" }));
   await waitInPage(page, "window.jupyterapp", 60_000, () => window.jupyterapp !== undefined);
   await within(

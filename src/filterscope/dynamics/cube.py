@@ -21,9 +21,9 @@ import numpy.typing as npt
 import pandas as pd
 import xarray as xr
 
-from filterscope.dynamics._common import dim_coords
 from filterscope.dynamics.filters import layer_class_correlation
-from filterscope.dynamics.unstable import Mode, unstable_samples
+from filterscope.dynamics.unstable import PRESETS, Mode, _check_params
+from filterscope.dynamics.validation import lag_counts, lag_flags, lazy_coords
 from filterscope.errors import InvalidDataError
 
 __all__ = ["cube_faces", "flags_in_buckets"]
@@ -39,8 +39,10 @@ def cube_faces(
     threshold: int | None = None,
     mode: Mode = "left",
     preset: Literal["sustained", "immediate"] = "sustained",
+    counts: xr.Dataset | None = None,
+    correlation: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """The data of DeepTracker's cube that the index does not hold: flags and correlation.
+    """The data of DeepTracker's cube beyond the index's series: flags and correlation.
 
     Parameters
     ----------
@@ -52,7 +54,17 @@ def cube_faces(
     metric : str, default "filter_cosine"
         One of :data:`~filterscope.dynamics.CHANGE_METRICS`.
     window, j, threshold, mode, preset
-        Passed to :func:`~filterscope.dynamics.unstable_samples`, which flags the classes.
+        As in :func:`~filterscope.dynamics.unstable_samples`, which flags the classes: a class
+        is flagged where its count at lag ``j`` reaches ``threshold``.
+    counts : xarray.Dataset, optional
+        ``ab_left`` and ``ab_right`` at lag ``j`` over ``(snapshot, class)`` of this log, as
+        :meth:`filterscope.index.Index.unstable_counts` keeps them; computed with
+        :func:`~filterscope.dynamics.validation.lag_counts` when omitted.
+    correlation : xarray.DataArray, optional
+        The layer × class correlation under these flags, ``k`` and ``metric``, as
+        :meth:`filterscope.index.Index.cube_correlation` keeps it (this function's own result,
+        stored); computed with :func:`~filterscope.dynamics.layer_class_correlation` when
+        omitted.
 
     Returns
     -------
@@ -88,45 +100,61 @@ def cube_faces(
     >>> faces.correlation.values.tolist(), faces.class_order.values.tolist()
     ([[1, 0], [0, 0]], [0, 1])
     """
-    unstable = unstable_samples(
-        log, window=window, j=j, threshold=threshold, mode=mode, preset=preset
+    if preset not in PRESETS:
+        raise InvalidDataError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    j = PRESETS[preset][0] if j is None else j
+    threshold = PRESETS[preset][1] if threshold is None else threshold
+    _check_params(window, j, threshold, mode)
+    sc = ("snapshot", "class")
+    if counts is None:
+        counts = lag_counts(log, [int(j)]).isel(lag=0)
+    left = np.asarray(counts["ab_left"].transpose(*sc).values)
+    right = np.asarray(counts["ab_right"].transpose(*sc).values)
+    if left.shape != (log.sizes["snapshot"], log.sizes["class"]) or right.shape != left.shape:
+        raise InvalidDataError(
+            f"counts must be (snapshot, class) = ({log.sizes['snapshot']}, "
+            f"{log.sizes['class']}) like the log, got {left.shape}"
+        )
+    flags = lag_flags(left, right, int(threshold), mode)
+    flagged = xr.DataArray(
+        flags["flagged"],
+        dims=sc,
+        coords=lazy_coords(log, "snapshot", "class"),
     )
-    correlation = layer_class_correlation(log, k=k, metric=metric, flagged=unstable.flagged)
-    lag = int(unstable.attrs["j"])
-    left = unstable["ab_left"].isel(lag=lag)
-    right = unstable["ab_right"].isel(lag=lag)
-    count: xr.DataArray = {"left": left, "right": right, "both": xr.ufuncs.maximum(left, right)}[
-        mode
-    ]
-    flagged = unstable["flagged"]
-    n_flagged = flagged.sum("snapshot").values.astype(np.int64)
-    peak = unstable["peak_count"].values.astype(np.int64)
+    if correlation is None:
+        correlation = layer_class_correlation(log, k=k, metric=metric, flagged=flagged)
+    elif correlation.shape != (log.sizes["layer"], log.sizes["class"]):
+        raise InvalidDataError(
+            f"correlation must be (layer, class) = ({log.sizes['layer']}, "
+            f"{log.sizes['class']}) like the log, got {correlation.shape}"
+        )
+    n_flagged = np.asarray(flags["flagged_snapshots"], dtype=np.int64)
+    peak = np.asarray(flags["peak_count"], dtype=np.int64)
     total = correlation.sum("layer").values.astype(np.int64)
     n_classes = total.size
     # lexsort sorts by the last key first: correlation, then flags, peak, then position.
     order = np.lexsort((np.arange(n_classes), -peak, -n_flagged, -total)).astype(np.int64)
     rank = np.empty(n_classes, dtype=np.int64)
     rank[order] = np.arange(n_classes)
-    sc = ("snapshot", "class")
     return xr.Dataset(
         {
             "correlation": correlation,
-            "flagged": (sc, np.asarray(flagged.transpose(*sc).values, dtype=bool)),
-            "flag_count": (sc, np.asarray(count.transpose(*sc).values, dtype=np.int32)),
+            "flagged": (sc, np.asarray(flags["flagged"], dtype=bool)),
+            "flag_count": (sc, np.asarray(flags["score"], dtype=np.int32)),
             "flagged_snapshots": (("class",), n_flagged),
             "peak_count": (("class",), peak),
             "class_rank": (("class",), rank),
             "class_order": (("rank",), order),
         },
-        coords={
-            **dim_coords(log, "snapshot"),
-            **dim_coords(log, "class"),
-            **dim_coords(log, "layer"),
-        },
+        coords=lazy_coords(log, "snapshot", "class", "layer"),
         attrs={
             "k": k,
             "metric": metric,
-            **{key: unstable.attrs[key] for key in ("window", "j", "threshold", "mode", "preset")},
+            "window": window,
+            "j": j,
+            "threshold": threshold,
+            "mode": mode,
+            "preset": preset,
         },
     )
 

@@ -7,6 +7,9 @@ Layout, inside the zarr group ``index`` of the log's store::
     index/<variable>/<k>        (4, buckets, rows)   level k: min, max, mean, count
     index/sample_order          (sample,)            per-sample rows are stored class by class
     index/class_cluster         (class,)             k-means cluster of every class
+    index/class_mds             (class,)             classes in 1-D MDS order of their error
+    index/unstable/ab_left      (snapshot, class, lag)  unstable counts at the presets' lags
+    index/unstable/ab_right     (snapshot, class, lag)  (see ``filterscope.index.unstable``)
 
 Every variable's non-time dimensions are flattened into one ``rows`` axis. Time is cut into
 blocks of ``2**b`` entries (``b`` chosen per variable so a block holds about 8 M values); one
@@ -56,7 +59,7 @@ from filterscope.index.pyramid import (
 #: Name of the index group inside the log's store.
 INDEX_GROUP = "index"
 #: Version of the index layout; an index of another version is rebuilt.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 #: Dimensions that grow as training runs.
 TIME_DIMS: tuple[str, ...] = ("snapshot", "step")
 #: Per-snapshot variables left out by default: class numbers have no meaningful mean.
@@ -486,6 +489,13 @@ def build(
 
     first = [s for s in specs if s.kind != "cluster_error"]
     dask.compute(*[t for spec in first for t in plan(spec)])
+    if any(s.kind == "class_error" for s in specs):
+        from filterscope.index.unstable import build_class_summaries
+
+        raw = index["class_error/raw"]
+        assert isinstance(raw, zarr.Array)
+        done = 0 if state is None else int(old_sizes.get("snapshot", 0))
+        build_class_summaries(log, index, done, raw)
 
     cluster_specs = [s for s in specs if s.kind == "cluster_error"]
     attrs_extra: dict[str, Any] = {}

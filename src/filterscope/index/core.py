@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
+import zlib
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +37,7 @@ from filterscope.index.pyramid import (
     first_level,
     n_levels,
 )
+from filterscope.index.unstable import read_correlation, read_counts
 
 #: Arrays up to this size are read whole once and then answered from memory…
 _SMALL_ARRAY_BYTES = 32 << 20
@@ -84,6 +89,8 @@ class Index:
     >>> bool((raw.sel(agg="mean") == log.correct.sel(snapshot=slice(0, 9), sample=raw.sample)).all())
     True
     """
+
+    _signature: tuple[tuple[int, int, int, int] | None, ...] | None = None
 
     def __init__(self, log: xr.Dataset, store: str | Path, *, group: str = INDEX_GROUP) -> None:
         self.log = log
@@ -204,6 +211,57 @@ class Index:
                 **{name: ("node", values) for name, values in self._coords["node"].items()},
             }
         )
+
+    def unstable_counts(self, j: int) -> xr.Dataset | None:
+        """The unstable-sample counts of every class at lag ``j``, if the index keeps them.
+
+        ``ab_left`` and ``ab_right`` (int32 over ``snapshot, class``) as
+        :func:`filterscope.dynamics.validation.lag_counts` computes them on the whole log, for
+        the lags of the presets of :func:`~filterscope.dynamics.unstable_samples` (30 and 0),
+        over the snapshots the index covers; None for another lag or an index without them.
+        What :func:`~filterscope.dynamics.validation.class_marks` and
+        :func:`~filterscope.dynamics.cube.cube_faces` take as ``counts``.
+        """
+        if "snapshot" not in self._labels or "class" not in self._labels:
+            return None
+        snapshots = self._labels["snapshot"]
+        found = read_counts(self._root, int(j), len(snapshots))
+        if found is None:
+            return None
+        coords = {"snapshot": snapshots, "class": self._labels["class"]}
+        return xr.Dataset(
+            {name: (("snapshot", "class"), values) for name, values in found.items()},
+            coords=coords,
+            attrs={"j": int(j)},
+        )
+
+    def cube_correlation(self, k: int, metric: str, preset: str) -> xr.DataArray | None:
+        """The cube's layer × class correlation over the whole run, if the index keeps it for
+        these settings (it keeps :data:`~filterscope.index.unstable.CUBE_DEFAULTS`: CubeView's
+        defaults); what :func:`~filterscope.dynamics.cube.cube_faces` takes as
+        ``correlation``. None otherwise."""
+        if "snapshot" not in self._labels:
+            return None
+        found = read_correlation(
+            self._root, len(self._labels["snapshot"]), k=k, metric=metric, preset=preset
+        )
+        if found is None or "layer" not in self.log.dims or "class" not in self._labels:
+            return None
+        return xr.DataArray(
+            found,
+            dims=("layer", "class"),
+            coords={"layer": np.asarray(self.log["layer"].values), "class": self._labels["class"]},
+            name="layer_class_correlation",
+            attrs={"k": k, "metric": metric},
+        )
+
+    def class_order(self) -> npt.NDArray[np.intp] | None:
+        """Positions of the classes in a 1-D MDS order of their error series over the whole
+        run (:func:`~filterscope.dynamics.validation.order_classes` of ``class_error`` at level
+        0), or None for an index without it."""
+        if "class_mds" not in self._root:
+            return None
+        return self._small("class_mds").astype(np.intp)
 
     # ------------------------------------------------------------------ query
     def query(
@@ -670,6 +728,15 @@ def index_of(
             f"expected a log Dataset from filterscope.open_log or the path of a log, got "
             f"{type(log).__name__}"
         )
+    key = str(path.absolute())
+    with _OPEN_LOCK:
+        opened = _OPEN.get(key)
+        if opened is not None and opened._signature == _signature(path):
+            if not (build and opened.stale):
+                return opened
+    # The log's part of the signature is taken before opening it: a commit landing meanwhile
+    # makes the next call open the log anew rather than serve this one as current.
+    log_signature = _signature(path)[0]
     full = open_log(path)
     state = read_state(path)
     current = state is not None and {
@@ -678,7 +745,36 @@ def index_of(
     if build and not current:
         with _progress(progress, f"indexing {path.name}"):
             build_(full, path, variables=None if state is None else state.get("requested"))
-    return Index(full, path)
+    index_signature = _signature(path)[1]
+    index = Index(full, path)
+    index._signature = (log_signature, index_signature)
+    with _OPEN_LOCK:
+        _OPEN[key] = index
+    return index
+
+
+# Indexes opened by index_of, by the log's path, while something holds them: every view of a
+# log shares one (opening a log and its index costs a good part of a second on a large log).
+# An entry serves while neither the log's commit record (its root zarr.json, replaced at every
+# commit and by a new run) nor the index's attributes changed on disk.
+_OPEN: weakref.WeakValueDictionary[str, Index] = weakref.WeakValueDictionary()
+_OPEN_LOCK = threading.Lock()
+
+
+def _signature(path: Path) -> tuple[tuple[int, int, int, int] | None, ...]:
+    """The log's and the index's metadata documents as they are now: a change of either (a
+    commit, a new run, an index build) changes it. Their contents count too (a few kB), so two
+    commits within the file system's clock tick still differ."""
+    out: list[tuple[int, int, int, int] | None] = []
+    for file in (path / "zarr.json", path / INDEX_GROUP / "zarr.json"):
+        try:
+            stat = os.stat(file)
+            content = file.read_bytes()
+        except OSError:
+            out.append(None)
+        else:
+            out.append((stat.st_ino, stat.st_mtime_ns, stat.st_size, zlib.crc32(content)))
+    return tuple(out)
 
 
 @contextmanager

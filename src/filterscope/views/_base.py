@@ -143,6 +143,9 @@ class ViewWidget(Follower, anywidget.AnyWidget):
     _view = traitlets.Unicode(read_only=True).tag(sync=True)
     link_id = traitlets.Unicode(read_only=True).tag(sync=True)
     """Id of the shared selection: views with the same id link hover, brush and zoom in the page."""
+    notice = traitlets.Unicode("", read_only=True).tag(sync=True)
+    """A line the page shows above the view (empty: none), e.g. that a followed log was replaced
+    by another run."""
 
     #: Names of the :class:`Selection` traits this view links (it must have traits of these names).
     _selection_traits: ClassVar[tuple[str, ...]] = ()

@@ -18,14 +18,18 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from filterscope.index import Index, build_index
 from filterscope.index import index_of as stored_index
 from filterscope.log.reader import eval_set_names, log_path
 
-__all__ = ["DATA_LOCK", "eval_set_names", "index_of"]
+__all__ = ["DATA_LOCK", "eval_set_names", "given_index", "index_of", "stored_counts"]
 
 #: Held while a view reads its index and while a live view extends it (re-entrant).
 DATA_LOCK = threading.RLock()
@@ -35,6 +39,25 @@ DATA_LOCK = threading.RLock()
 _PRIVATE: weakref.WeakValueDictionary[tuple[int, tuple[str, ...]], Index] = (
     weakref.WeakValueDictionary()
 )
+
+
+# The index a live update hands to the views it reloads (per thread: the live thread's own).
+_GIVEN = threading.local()
+
+
+@contextmanager
+def given_index(index: Index) -> Iterator[None]:
+    """Inside, :func:`index_of` answers ``index`` for every log of its store.
+
+    The live poller extends the log's index once and reloads its views inside this: each view
+    reuses that index instead of opening (or extending) it again.
+    """
+    previous = getattr(_GIVEN, "index", None)
+    _GIVEN.index = index
+    try:
+        yield
+    finally:
+        _GIVEN.index = previous
 
 
 def index_of(log: xr.Dataset, variables: list[str] | None = None) -> Index:
@@ -48,7 +71,11 @@ def index_of(log: xr.Dataset, variables: list[str] | None = None) -> Index:
     variables : list of str, optional
         What a private index of an in-memory log summarises (default: everything).
     """
-    if log_path(log) is not None:
+    path = log_path(log)
+    if path is not None:
+        given: Index | None = getattr(_GIVEN, "index", None)
+        if given is not None and Path(given.store).absolute() == Path(path).absolute():
+            return given
         return stored_index(log, progress=False)
     key = (id(log), tuple(variables or ()))
     found = _PRIVATE.get(key)
@@ -64,3 +91,27 @@ def index_of(log: xr.Dataset, variables: list[str] | None = None) -> Index:
     # The temporary store goes with the last view that used it.
     weakref.finalize(index, shutil.rmtree, store, True)
     return index
+
+
+def stored_counts(log: xr.Dataset, index: Index, j: int) -> xr.Dataset | None:
+    """The index's unstable counts at lag ``j`` when they are those of ``log`` itself.
+
+    They are when ``log`` is the whole run the index covers (same snapshots, samples and
+    classes); for a part of it (``sel``/``isel``) or a lag the index does not keep, None, and
+    the view computes them from ``log``.
+    """
+    whole = index.log
+    for dim in ("snapshot", "sample", "class"):
+        if dim not in log.sizes or dim not in whole.sizes:
+            return None
+        if log.sizes[dim] != whole.sizes[dim]:
+            return None
+    try:
+        labels = index.labels("snapshot")
+    except Exception:
+        return None
+    if not np.array_equal(np.asarray(log["snapshot"].values), labels):
+        return None
+    if not np.array_equal(np.asarray(log["class"].values), index.labels("class")):
+        return None
+    return index.unstable_counts(j)

@@ -3,8 +3,13 @@
 A :class:`LivePoller` watches the log's root ``zarr.json`` (one ``stat`` every ``interval``
 seconds; every commit replaces that file). When it changed and the commit record holds more
 steps or snapshots, the poller reopens the log at its new commit (:func:`filterscope.open_log`),
-extends the log's index (:func:`filterscope.index_of`, incremental) and has each view rebuild its
-overview for the new length (``ViewWidget._reload``), which sends the new state to the page.
+extends the log's index once (:func:`filterscope.index_of`, incremental) and has each view
+rebuild its overview for the new length (``ViewWidget._reload``) from that same index
+(:func:`~filterscope.views._data.given_index`), which sends the new state to the page.
+
+A log replaced by another run (``Recorder(..., mode="w")`` on the same path) carries another
+``filterscope_generation``: the poller then stops, reloads nothing (the views keep the run they
+showed, never a mix of two runs), and each view's ``notice`` says so on the page.
 
 All of it runs in one daemon thread per dashboard (or per view followed alone), never on the
 training thread, and reads only committed data: the recorder's writer lock is never taken. The
@@ -30,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from filterscope.errors import InvalidParameterError
 from filterscope.index.build import committed_sizes
+from filterscope.log.schema import GENERATION_ATTR
 
 if TYPE_CHECKING:
     from filterscope.views._base import ViewWidget
@@ -71,6 +77,9 @@ class LivePoller:
     committed : dict of str to int, optional
         The lengths the views show now (``{"step": n, "snapshot": m}``); the first commit with
         other lengths reloads them. Default: reload at the first look.
+    generation : str, optional
+        The ``filterscope_generation`` of the run the views show; a log at ``path`` with
+        another one is a different run (see the module docstring). Default: the first one seen.
 
     Attributes
     ----------
@@ -78,6 +87,8 @@ class LivePoller:
         What stopped the thread, if an error did.
     updates : int
         How many times the views were reloaded.
+    replaced : bool
+        True once the log at ``path`` was found replaced by another run (the poller stopped).
     """
 
     def __init__(
@@ -87,12 +98,15 @@ class LivePoller:
         *,
         interval: float = DEFAULT_INTERVAL,
         committed: dict[str, int] | None = None,
+        generation: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.views = list(views)
         self.interval = check_interval(interval)
         self.error: BaseException | None = None
         self.updates = 0
+        self.replaced = False
+        self._generation = generation
         self._committed = committed
         self._seen: tuple[int, int, int] | None = None
         self._stop = threading.Event()
@@ -129,26 +143,54 @@ class LivePoller:
     def poll(self) -> bool:
         """Look at the log once; reload the views if it committed more. True when it did."""
         from filterscope.log.reader import open_log
-        from filterscope.views._data import DATA_LOCK, index_of
+        from filterscope.views._data import DATA_LOCK, given_index, index_of
 
         stat = os.stat(self.path / "zarr.json")
         seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if seen == self._seen:
             return False
         log = open_log(self.path)
+        generation = str(log.attrs.get(GENERATION_ATTR, ""))
+        if self._generation is None:
+            self._generation = generation
+        elif generation != self._generation:
+            self._replaced()
+            return False
         sizes = committed_sizes(log)
         if sizes == self._committed:
             self._seen = seen
             return False
         with DATA_LOCK:
-            index_of(log)  # extend the shared index once, for every view
-            for view in self.views:
-                if self._stop.is_set():
-                    return False
-                view._reload(log)
+            index = index_of(log)  # extend the shared index once, for every view
+            # The commit the index covers (a later one when training committed meanwhile):
+            # views and index then agree on every snapshot.
+            log = index.log
+            if str(log.attrs.get(GENERATION_ATTR, "")) != self._generation:
+                self._replaced()
+                return False
+            sizes = committed_sizes(log)
+            with given_index(index):
+                for view in self.views:
+                    if self._stop.is_set():
+                        return False
+                    view._reload(log)
         self._seen, self._committed = seen, sizes
         self.updates += 1
         return True
+
+    def _replaced(self) -> None:
+        """The log at the path is another run now: stop, keep what is shown, say so."""
+        self.replaced = True
+        self._stop.set()
+        message = (
+            f"The log at {self.path} was replaced by another run; these views still show the "
+            "earlier run and stopped following. Open the log again (filterscope.open_log) to "
+            "see the new run."
+        )
+        for view in self.views:
+            view.set_trait("notice", message)
+        _LOG.warning(message)
+        warnings.warn(message, LiveUpdateWarning, stacklevel=1)
 
     def _fail(self, error: BaseException) -> None:
         self.error = error
@@ -209,7 +251,11 @@ class Follower:
         interval = check_interval(interval)
         self.stop()
         self._poller = LivePoller(
-            path, self._followed_views(), interval=interval, committed=committed_sizes(log)
+            path,
+            self._followed_views(),
+            interval=interval,
+            committed=committed_sizes(log),
+            generation=str(log.attrs.get(GENERATION_ATTR, "")),
         ).start()
         return self
 

@@ -11,15 +11,20 @@ import xarray as xr
 from traitlets import Bunch, Dict, Int, List, Tuple, Unicode, Union
 
 from filterscope.dynamics.cube import cube_faces, flags_in_buckets
+from filterscope.dynamics.unstable import PRESETS
 from filterscope.errors import InvalidParameterError, InvalidSelectionError
+from filterscope.index import Index
 from filterscope.index.summaries import class_accuracy, layer_mean_abs
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
-from filterscope.views._data import index_of
+from filterscope.views._data import index_of, stored_counts
 from filterscope.views._serialization import ARRAY_SERIALIZATION
 from filterscope.views.selection import Selection, check_picks, check_window
 
 DEFAULT_COLUMNS = 600
-"""Time buckets of the overview (the index level that fits this many columns)."""
+"""Time buckets of the overview of a long run (the index level that fits this many columns)."""
+EXACT_SNAPSHOTS = 2048
+"""A run of at most this many snapshots arrives whole at level 0 (every snapshot, its exact
+values) unless ``columns`` is given: the page then zooms it without asking the kernel."""
 DEFAULT_PAGE = 40
 """Classes sent at once; the page asks for other classes with the ``faces`` request."""
 MAX_COLUMNS = 4096
@@ -40,8 +45,8 @@ def _whole(name: str, value: Any, lo: int, hi: int | None = None) -> int:
 class _Cube:
     """What the cube draws: the index's layer and class summaries plus ``cube_faces``."""
 
-    def __init__(self, log: xr.Dataset, faces: xr.Dataset) -> None:
-        self.index = index_of(log)
+    def __init__(self, log: xr.Dataset, faces: xr.Dataset, index: Index) -> None:
+        self.index = index
         self.faces = faces
         overview = layer_mean_abs(self.index, "grad_stat", level=self.index.levels("grad_stat"))
         self.layer_labels = np.asarray(overview["layer"].values)
@@ -146,8 +151,10 @@ class CubeView(ViewWidget):
         per-filter change metric.
     selection : Selection, optional
         Shared selection (``layer``, ``class_``, ``picked_steps``, ``time_window``).
-    columns : int, default 600
-        Time buckets of the first picture; the page then asks for as many as it has pixels.
+    columns : int, optional
+        Time buckets of the first picture. Default: every snapshot (level 0) for a run of at
+        most 2,048 snapshots, which the page then zooms without asking the kernel; else 600
+        buckets, and the page asks for as many as it has pixels.
     page_size : int, default 40
         Classes sent at once (1 to 200).
     k, metric, preset
@@ -201,7 +208,7 @@ class CubeView(ViewWidget):
         log: xr.Dataset,
         *,
         selection: Selection | None = None,
-        columns: int = DEFAULT_COLUMNS,
+        columns: int | None = None,
         page_size: int = DEFAULT_PAGE,
         k: int = 10,
         metric: str = "filter_cosine",
@@ -209,7 +216,7 @@ class CubeView(ViewWidget):
     ) -> None:
         log = require_log(log, ["grad_stat", "correct", metric, "snapshot_step"])
         for name, value, hi in (
-            ("columns", columns, MAX_COLUMNS),
+            ("columns", DEFAULT_COLUMNS if columns is None else columns, MAX_COLUMNS),
             ("page_size", page_size, MAX_PAGE),
         ):
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -221,24 +228,38 @@ class CubeView(ViewWidget):
             "k": k,
             "metric": metric,
             "preset": preset,
-            "columns": int(columns),
+            # None: every snapshot of a short run, chosen anew for each (live) reload.
+            "columns": None if columns is None else int(columns),
         }
         self._load(log)
         super().__init__(selection=selection)
 
     def _load(self, log: xr.Dataset) -> None:
         options = self._options
+        index = index_of(log)
+        preset = options["preset"]
+        j = PRESETS[preset][0] if preset in PRESETS else None
+        counts = None if j is None else stored_counts(log, index, j)
         faces = cube_faces(
             log,
             k=options["k"],
             metric=options["metric"],
-            preset=options["preset"],
+            preset=preset,
+            counts=counts,
+            # Stored with the counts of the whole run, so valid where they are.
+            correlation=None
+            if counts is None
+            else index.cube_correlation(options["k"], options["metric"], preset),
         )
-        cube = _Cube(log, faces)
+        cube = _Cube(log, faces, index)
         self._log, self._cube = log, cube
         self._all_layers = {str(name) for name in log["layer_name"].values}
         self.set_trait("meta", {**cube.meta(), "page_size": self._page_size})
-        self.set_trait("faces", cube.view(None, None, 0, self._page_size, options["columns"]))
+        columns = options["columns"]
+        if columns is None:
+            n = int(log.sizes["snapshot"])
+            columns = max(n, 1) if n <= EXACT_SNAPSHOTS else DEFAULT_COLUMNS
+        self.set_trait("faces", cube.view(None, None, 0, self._page_size, columns))
 
     def _reload(self, log: xr.Dataset) -> None:
         self._load(require_log(log, ["grad_stat", "correct", self._options["metric"]]))

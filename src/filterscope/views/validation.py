@@ -14,7 +14,7 @@ from traitlets import Bunch, Dict, Enum, Int, List, Tuple, Unicode, Union
 from filterscope.dynamics.validation import ORDERS, class_marks, order_classes, order_rows
 from filterscope.errors import InvalidParameterError, InvalidSelectionError
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
-from filterscope.views._data import index_of
+from filterscope.views._data import index_of, stored_counts
 from filterscope.views._serialization import ARRAY_SERIALIZATION
 from filterscope.views.selection import Selection, check_picks, check_window
 
@@ -25,6 +25,29 @@ MAX_ROWS = 2000
 """Most image rows one ``rows`` answer holds (the first ones in display order)."""
 
 _WRITABLE = {PAGE_WRITABLE: True}
+
+ACCURACY_STEPS = 254
+"""Accuracy travels as uint8: ``round(accuracy * 254)``, steps of 1/254 (0.4 %)."""
+ACCURACY_NAN = 255
+"""The uint8 code of a missing accuracy (a class without images, a bucket without values)."""
+
+
+def quantise_accuracy(values: np.ndarray) -> np.ndarray:
+    """Accuracies in [0, 1] as the uint8 codes the page decodes (``js/src/validation.ts``).
+
+    ``round(value * 254)``, and :data:`ACCURACY_NAN` (255) where the value is NaN; the page
+    divides by 254. A quarter of float32's bytes, finer than the colour scale draws.
+
+    Examples
+    --------
+    >>> quantise_accuracy(np.array([0.0, 0.5, 1.0, np.nan])).tolist()
+    [0, 127, 254, 255]
+    """
+    array = np.asarray(values, dtype=np.float64)
+    missing = ~np.isfinite(array)
+    codes = np.rint(np.clip(np.nan_to_num(array), 0.0, 1.0) * ACCURACY_STEPS).astype(np.uint8)
+    codes[missing] = ACCURACY_NAN
+    return codes
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -180,12 +203,18 @@ class ValidationView(ViewWidget):
         steps = np.asarray(log["step"].values, np.int64) if "step" in log.dims else snapshot_step
         every = np.concatenate([steps, snapshot_step])
         self._step_range = (int(every.min()), int(every.max())) if every.size else (0, 0)
-        marks = class_marks(log, j=j, threshold=threshold)
+        idx = self._index
+        counts = stored_counts(log, idx, j)
+        marks = class_marks(log, j=j, threshold=threshold, counts=counts)
         self._marks = {name: np.asarray(marks[name].values) for name in ("up", "down")}
         columns = self._columns_of(0, len(snapshot_step) - 1)
         mean_error = 1.0 - columns.pop("accuracy_f64")
         peak = np.asarray(marks.peak_count.values)
-        idx = self._index
+        # The index's MDS order of the whole run is this one when the columns are the raw
+        # snapshots of the whole run.
+        mds = idx.class_order() if counts is not None and columns["level"] == 0 else None
+        if mds is None or len(mds) != mean_error.shape[1]:
+            mds = order_classes(mean_error, "mds")
         names = (
             [str(n) for n in log["class_name"].values]
             if "class_name" in log.coords
@@ -200,8 +229,8 @@ class ValidationView(ViewWidget):
             "cluster": np.asarray(idx.class_cluster.values, np.int64)
             if self._clustered and idx.class_cluster is not None
             else np.zeros(0, np.int64),
-            "order_mds": order_classes(mean_error, "mds"),
-            "order_peak": order_classes(mean_error, "peak", peak),
+            "order_mds": np.asarray(mds, np.intp),
+            "order_peak": order_classes(mean_error, "peak", peak, mds=mds),
             "peak": peak,
             "shown": np.asarray(marks.class_shown.values),
             "j": j,
@@ -231,19 +260,19 @@ class ValidationView(ViewWidget):
         starts = np.clip(np.searchsorted(labels, error["bucket_start"].values, "left"), 0, top)
         stops = np.clip(np.searchsorted(labels, error["bucket_stop"].values, "right") - 1, 0, top)
         n_cols = len(starts)
-        cluster_accuracy = np.zeros((0, n_cols), np.float32)
+        cluster_accuracy = np.zeros((0, n_cols))
         if self._clustered:
             cluster_error = idx.query("cluster_error", time=time, columns=self._columns)
-            cluster_accuracy = (1.0 - cluster_error.sel(agg="mean").values.T).astype(np.float32)
+            cluster_accuracy = 1.0 - cluster_error.sel(agg="mean").values.T
         # Column of each of the window's snapshots: the bucket holding it.
         col_of = np.searchsorted(starts, np.arange(first, last + 1), "right") - 1
         return {
             "x0": self._snapshot_step[starts],
             "x1": self._snapshot_step[stops],
             "level": level,
-            "accuracy": (1.0 - mean_error.T).astype(np.float32),
+            "accuracy": quantise_accuracy(1.0 - mean_error.T),
             "accuracy_f64": 1.0 - mean_error,
-            "cluster_accuracy": cluster_accuracy,
+            "cluster_accuracy": quantise_accuracy(cluster_accuracy),
             **{
                 name: self._sparse(counts[first : last + 1], col_of, n_cols)
                 for name, counts in self._marks.items()
