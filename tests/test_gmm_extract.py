@@ -226,7 +226,12 @@ def test_dataset_layout(lenet, probe):
     x, y = probe
     ds = extract(lenet, (x, y), n_samples=32, device="cpu")
     assert ds.points.dims == ("filter", "sample", "pc") and ds.points.dtype == np.float32
-    assert ds.sizes == {"filter": 6 + 16, "sample": 32, "pc": 2}
+    assert ds.points.sizes == {"filter": 6 + 16, "sample": 32, "pc": 2}
+    # and the probe images: one uint8 thumbnail per sample, at most 64 px a side
+    assert ds.thumbnail.dims == ("sample", "thumb_y", "thumb_x", "thumb_channel")
+    assert ds.thumbnail.dtype == np.uint8
+    assert ds.thumbnail.shape == (32, *x.shape[2:], 1)
+    assert set(ds.sizes) == {"filter", "sample", "pc", "thumb_y", "thumb_x", "thumb_channel"}
     assert ds.filter_layer.values.tolist() == ["features.conv1"] * 6 + ["features.conv2"] * 16
     assert ds.filter_channel.values.tolist() == [*range(6), *range(16)]
     assert ds.explained_variance.dims == ("filter",)
