@@ -35,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -270,7 +269,7 @@ def write_notebook(path: Path, sizes: dict) -> None:
 
 def run_browser(work: Path, sizes: dict, timeout: float) -> dict:
     sys.path.insert(0, str(HERE))
-    from bench_views import _stop, start_lab
+    from bench_views import _stop, drive, start_lab
 
     node = shutil.which("node")
     if node is None or not Path(CHROMIUM).exists():
@@ -286,20 +285,7 @@ def run_browser(work: Path, sizes: dict, timeout: float) -> dict:
             "clicks": sizes["clicks"],
             "timeout_ms": timeout * 1000,
         }
-        out = subprocess.run(
-            [node, str(DRIVER), json.dumps(config)],
-            capture_output=True,
-            text=True,
-            timeout=timeout * 4,
-            cwd=ROOT,
-            env={**os.environ, "CHROMIUM": CHROMIUM},
-        )
-        lines = out.stdout.strip().splitlines()
-        result = json.loads(lines[-1]) if lines else {"ok": False, "error": out.stderr[-3000:]}
-        if out.returncode != 0 or not result.get("ok"):
-            log_tail = (work / "lab" / "jupyterlab.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"browser run failed: {result.get('error')}\n{log_tail}")
-        return result
+        return drive(node, DRIVER, config, work, timeout)
     finally:
         _stop(proc)
 

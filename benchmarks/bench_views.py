@@ -332,22 +332,30 @@ def run_browser(work: Path, log_path: Path, repeats: int, timeout: float) -> dic
     try:
         write_notebook(root / "bench_views.ipynb", log_path, repeats)
         config = {"url": url, "notebook": "bench_views.ipynb", "timeout_ms": timeout * 1000}
-        out = subprocess.run(
-            [node, str(DRIVER), json.dumps(config)],
-            capture_output=True,
-            text=True,
-            timeout=timeout * 4,
-            cwd=ROOT,
-            env={**os.environ, "CHROMIUM": CHROMIUM},
-        )
-        lines = out.stdout.strip().splitlines()
-        result = json.loads(lines[-1]) if lines else {"ok": False, "error": out.stderr[-3000:]}
-        if out.returncode != 0 or not result.get("ok"):
-            log_tail = (work / "lab" / "jupyterlab.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"browser run failed: {result.get('error')}\n{log_tail}")
-        return result
+        return drive(node, DRIVER, config, work, timeout)
     finally:
         _stop(proc)
+
+
+def drive(node: str, driver: Path, config: dict, work: Path, timeout: float) -> dict:
+    """Run a playwright-core driver script on ``config``; its last stdout line is its JSON result.
+
+    A failed run raises with the driver's error and the tail of JupyterLab's log.
+    """
+    out = subprocess.run(
+        [node, str(driver), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=timeout * 4,
+        cwd=ROOT,
+        env={**os.environ, "CHROMIUM": CHROMIUM},
+    )
+    lines = out.stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if lines else {"ok": False, "error": out.stderr[-3000:]}
+    if out.returncode != 0 or not result.get("ok"):
+        log_tail = (work / "lab" / "jupyterlab.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"browser run failed: {result.get('error')}\n{log_tail}")
+    return result
 
 
 def run_tensorboard(events: Path, n_filters: int, n_snapshots: int, cap: float) -> dict:

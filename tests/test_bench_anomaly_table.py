@@ -10,30 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_tables import table_row, table_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("jupyterlab")]
 
 ROOT = Path(__file__).resolve().parents[1]
-NUMBER = r"([\d.]+) (s|ms|MB|x)"
-
-
-def _rows(lines: list[str]) -> dict[str, tuple[float, str, str, str]]:
-    rows = {}
-    for line in lines:
-        parts = [p.strip() for p in line.split(" | ")]
-        if len(parts) != 4 or parts[0] == "measure":
-            continue
-        name, value, target, verdict = parts
-        found = re.fullmatch(NUMBER, value)
-        assert found is not None, line
-        rows[name] = (float(found[1]), found[2], target, verdict)
-    return rows
-
-
-def _row(rows: dict, prefix: str) -> tuple[float, str, str, str]:
-    matches = [v for k, v in rows.items() if k.startswith(prefix)]
-    assert len(matches) == 1, (prefix, list(rows))
-    return matches[0]
 
 
 def test_bench_anomaly_table_quick_prints_a_consistent_table(tmp_path: Path) -> None:
@@ -51,26 +32,26 @@ def test_bench_anomaly_table_quick_prints_a_consistent_table(tmp_path: Path) -> 
     assert (
         lines[-1] == f"command: python benchmarks/bench_anomaly_table.py --quick --dir {tmp_path}"
     )
-    rows = _rows(lines)
+    rows = table_rows(lines)
 
-    build, unit, _, _ = _row(rows, "fs.AnomalyTable(result) construction")
+    build, unit, _, _ = table_row(rows, "fs.AnomalyTable(result) construction")
     assert build > 0 and unit == "s"
-    paint, unit, target, verdict = _row(rows, "first paint (cell run")
+    paint, unit, target, verdict = table_row(rows, "first paint (cell run")
     assert unit == "s" and target == "<= 1.0 s" and paint > 0
     assert verdict == ("PASS" if paint <= 1.0 else "MISS")
-    ratio, unit, _, _ = _row(rows, "ratio first paint / target")
+    ratio, unit, _, _ = table_row(rows, "ratio first paint / target")
     assert unit == "x" and abs(ratio - paint / 1.0) <= 0.01
     name = next(k for k in rows if k.startswith("select a filter -> scatter drawn, median"))
     assert re.search(r"median of 4 \(500 points\)", name), name
     median, unit, target, verdict = rows[name]
-    worst, _, _, _ = _row(rows, "select a filter -> scatter drawn, max")
+    worst, _, _, _ = table_row(rows, "select a filter -> scatter drawn, max")
     assert unit == "ms" and target == "<= 100 ms" and 0 < median <= worst
     assert verdict == ("PASS" if median <= 100 else "MISS")
-    draw, unit, _, _ = _row(rows, "of which drawing the scatter")
+    draw, unit, _, _ = table_row(rows, "of which drawing the scatter")
     assert unit == "ms" and 0 <= draw <= worst
-    ratio, _, _, _ = _row(rows, "ratio select median / target")
+    ratio, _, _, _ = table_row(rows, "ratio select median / target")
     assert abs(ratio - median / 100) <= 0.01
-    size, unit, _, _ = _row(rows, "first paint bytes, widget state")
+    size, unit, _, _ = table_row(rows, "first paint bytes, widget state")
     assert unit == "MB" and 0 < size < 1  # the overview holds no rows
     kernel = [k for k in rows if k.startswith("kernel request: ")]
     assert len(kernel) == 3 and all(rows[k][0] > 0 and rows[k][1] == "ms" for k in kernel)

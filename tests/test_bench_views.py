@@ -10,31 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_tables import table_row, table_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("jupyterlab")]
 
 ROOT = Path(__file__).resolve().parents[1]
-NUMBER = r"(>?)([\d.]+) ?(s|ms|MB|x)"
-
-
-def _rows(lines: list[str]) -> dict[str, tuple[float, str, str, str]]:
-    """Table rows by name: (value, unit, target, verdict)."""
-    rows = {}
-    for line in lines:
-        parts = [p.strip() for p in line.split(" | ")]
-        if len(parts) != 4 or parts[0] == "measure":
-            continue
-        name, value, target, verdict = parts
-        found = re.fullmatch(NUMBER, value)
-        assert found is not None, line
-        rows[name] = (float(found[2]), found[3], target, verdict)
-    return rows
-
-
-def _row(rows: dict, prefix: str) -> tuple[float, str, str, str]:
-    matches = [v for k, v in rows.items() if k.startswith(prefix)]
-    assert len(matches) == 1, (prefix, list(rows))
-    return matches[0]
 
 
 def _name(rows: dict, prefix: str) -> str:
@@ -60,7 +40,7 @@ def test_bench_views_quick_prints_a_consistent_table(tmp_path: Path) -> None:
     assert lines[1].startswith("log: 1000 images x 50 classes x 120 snapshots, resnet18 tree")
     assert lines[-1] == "command: python benchmarks/bench_views.py --quick --dir " + str(tmp_path)
     assert not any(line.startswith("WARNING") for line in lines), done.stdout
-    rows = _rows(lines)
+    rows = table_rows(lines)
 
     for prefix in (
         "log write",
@@ -68,7 +48,7 @@ def test_bench_views_quick_prints_a_consistent_table(tmp_path: Path) -> None:
         "open log + prebuilt index",
         "fs.dashboard(log) construction",
     ):
-        value, unit, _, _ = _row(rows, prefix)
+        value, unit, _, _ = table_row(rows, prefix)
         assert value > 0 and unit == "s", prefix
 
     # Every target row: the verdict follows from the printed value and its target.
@@ -87,11 +67,11 @@ def test_bench_views_quick_prints_a_consistent_table(tmp_path: Path) -> None:
         # A value printed as equal to the bound may be either side of it.
         assert verdict == ("PASS" if ok else "MISS") or _within(value, limit, 0.05), name
 
-    paint, unit, _, _ = _row(rows, "first complete paint")
+    paint, unit, _, _ = table_row(rows, "first complete paint")
     assert paint > 0 and unit == "s"
-    median, _, _, _ = _row(rows, "frame time, median")
-    p95, _, _, _ = _row(rows, "frame time, p95")
-    worst, _, _, _ = _row(rows, "frame time, max")
+    median, _, _, _ = table_row(rows, "frame time, median")
+    p95, _, _, _ = table_row(rows, "frame time, p95")
+    worst, _, _, _ = table_row(rows, "frame time, max")
     assert 0 < median <= p95 <= worst
     frames = int(re.search(r"\((\d+) frames", _name(rows, "frame time, median"))[1])
     assert frames >= 30
@@ -131,22 +111,22 @@ def test_bench_views_quick_prints_a_consistent_table(tmp_path: Path) -> None:
     ]
     assert total > 0 and all(p >= 0 for p in parts)
     assert _within(total, sum(parts), 0.005 + 3 * 0.005)
-    assert _row(rows, "first paint bytes, websocket")[0] > 0
+    assert table_row(rows, "first paint bytes, websocket")[0] > 0
 
     # TensorBoard against filterscope: the ratio is the quotient of the printed times.
     n = int(re.search(r"TensorBoard write: (\d+) filters", _name(rows, "TensorBoard write"))[1])
     assert n == 500
-    tb, _, _, _ = _row(rows, "TensorBoard start -> every series served")
-    ours, _, _, _ = _row(rows, f"filterscope process start -> same {n} series")
-    ratio, unit, _, _ = _row(rows, "ratio TensorBoard / filterscope")
+    tb, _, _, _ = table_row(rows, "TensorBoard start -> every series served")
+    ours, _, _, _ = table_row(rows, f"filterscope process start -> same {n} series")
+    ratio, unit, _, _ = table_row(rows, "ratio TensorBoard / filterscope")
     assert unit == "x" and tb > 0 and ours > 0
     low, high = (tb - 0.005) / (ours + 0.005), (tb + 0.005) / (ours - 0.005)
     assert low - 0.05 <= ratio <= high + 0.05, (tb, ours, ratio)
     assert "CAPPED" not in _name(rows, "TensorBoard start")
     # The in-kernel ratio: data loaded on both sides, serving alone; also a quotient.
-    served, _, _, _ = _row(rows, "TensorBoard loaded -> every series served")
-    query, _, _, _ = _row(rows, f"filterscope log open -> same {n} series")
-    warm, unit, target, _ = _row(rows, "in-kernel ratio TensorBoard / filterscope")
+    served, _, _, _ = table_row(rows, "TensorBoard loaded -> every series served")
+    query, _, _, _ = table_row(rows, f"filterscope log open -> same {n} series")
+    warm, unit, target, _ = table_row(rows, "in-kernel ratio TensorBoard / filterscope")
     assert unit == "x" and target == ">= 100x" and 0 < served <= tb and query <= ours
     low = (served - 0.005) / (query + 0.005)
     high = (served + 0.005) / max(query - 0.005, 1e-9)

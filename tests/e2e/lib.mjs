@@ -124,6 +124,13 @@ export async function runCell(page, index) {
 }
 
 /** Wait for an output area to show `text`; returns the output's full text. */
+/** The first element matching `selector`, once visible: a view's root after it rendered. */
+export async function waitForView(page, selector, what, ms = 120_000) {
+  const root = page.locator(selector).first();
+  await within(ms, `${what} to render`, root.waitFor({ state: "visible", timeout: ms }));
+  return root;
+}
+
 export async function waitForOutput(page, text, ms) {
   return waitInPage(
     page,

@@ -6,8 +6,8 @@ import {
   screenshot,
   screenshotInDarkTheme,
   waitForOutput,
+  waitForView,
   waitInPage,
-  within,
 } from "../lib.mjs";
 
 const ROOT = ".filterscope-anomaly";
@@ -41,12 +41,7 @@ export default {
    * pages; screenshots in the light and dark themes.
    */
   async anomaly(page, config) {
-    const root = page.locator(ROOT).first();
-    await within(
-      120_000,
-      "the AnomalyTable widget to render",
-      root.waitFor({ state: "visible", timeout: 120_000 }),
-    );
+    const root = await waitForView(page, ROOT, "the AnomalyTable widget", 120_000);
     await waitForOutput(page, 'STATE={"filter":null', 30_000);
     await waitInPage(
       page,

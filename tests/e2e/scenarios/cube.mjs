@@ -6,8 +6,8 @@ import {
   screenshot,
   screenshotInDarkTheme,
   waitForOutput,
+  waitForView,
   waitInPage,
-  within,
 } from "../lib.mjs";
 
 const ROOT = ".filterscope-cube";
@@ -28,12 +28,7 @@ export default {
    * from Python, which the page must show (config.python = {layer, class}).
    */
   async cube(page, config) {
-    const root = page.locator(ROOT).first();
-    await within(
-      90_000,
-      "the CubeView widget to render",
-      root.waitFor({ state: "visible", timeout: 90_000 }),
-    );
+    const root = await waitForView(page, ROOT, "the CubeView widget", 90_000);
     await waitForOutput(page, 'CUBE={"layer":null', 30_000);
     const right = root.locator('canvas[data-face="right"]');
     await right.waitFor({ timeout: 10_000 });

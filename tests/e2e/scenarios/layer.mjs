@@ -5,6 +5,7 @@ import {
   screenshot,
   screenshotInDarkTheme,
   waitForOutput,
+  waitForView,
   waitInPage,
   within,
 } from "../lib.mjs";
@@ -54,12 +55,7 @@ export default {
    * ModelInfo draws the hover line in LayerView; light and dark screenshots.
    */
   async layer(page, config) {
-    const root = page.locator(".filterscope-layer").first();
-    await within(
-      90_000,
-      "the LayerView widget to render",
-      root.waitFor({ state: "visible", timeout: 90_000 }),
-    );
+    const root = await waitForView(page, ".filterscope-layer", "the LayerView widget", 90_000);
     await waitForOutput(page, "READY", 30_000);
     await root.scrollIntoViewIfNeeded();
     const initialRows = await rowNames(root);
@@ -175,12 +171,7 @@ export default {
    * clicks (one pixel row per filter at least, scrolled), then every node expanded from Python.
    */
   async layer_resnet50(page, config) {
-    const root = page.locator(".filterscope-layer").first();
-    await within(
-      90_000,
-      "the LayerView widget to render",
-      root.waitFor({ state: "visible", timeout: 90_000 }),
-    );
+    const root = await waitForView(page, ".filterscope-layer", "the LayerView widget", 90_000);
     await waitForOutput(page, "READY", 60_000);
     await root.scrollIntoViewIfNeeded();
     const initialRows = await rowNames(root);

@@ -1,6 +1,6 @@
 // Live-view scenarios for tests/e2e/driver.mjs (see README.md beside this file).
 
-import { DriverError, screenshot, within } from "../lib.mjs";
+import { DriverError, screenshot, waitForView } from "../lib.mjs";
 
 export default {
   /**
@@ -9,12 +9,7 @@ export default {
    * until the cell is done, so the test sees the page's run grow while the kernel was busy.
    */
   async live(page, config) {
-    const root = page.locator(".filterscope-modelinfo").first();
-    await within(
-      90_000,
-      "the live ModelInfo to render",
-      root.waitFor({ state: "visible", timeout: 90_000 }),
-    );
+    const root = await waitForView(page, ".filterscope-modelinfo", "the live ModelInfo", 90_000);
     const points = () =>
       page.evaluate(() => {
         const path = document.querySelector(

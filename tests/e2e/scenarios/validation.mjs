@@ -6,6 +6,7 @@ import {
   screenshot,
   screenshotInDarkTheme,
   waitForOutput,
+  waitForView,
   waitInPage,
   within,
 } from "../lib.mjs";
@@ -21,12 +22,7 @@ export default {
    * `w.class_ = python_label` when run again.
    */
   async validation(page, config) {
-    const root = page.locator(ROOT).first();
-    await within(
-      120_000,
-      "the ValidationView widget to render",
-      root.waitFor({ state: "visible", timeout: 120_000 }),
-    );
+    const root = await waitForView(page, ROOT, "the ValidationView widget", 120_000);
     await waitForOutput(page, 'STATE={"class_":null', 30_000);
     await root.locator(".fs-vlabel-class").first().waitFor({ timeout: 10_000 });
     await root.scrollIntoViewIfNeeded();
