@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from oracles import layer_stats
 
 from filterscope.index.hierarchy import LayerTree, layer_tree, node_stats
+from filterscope.log.schema import STATS
 
-NAMES = ["max", "min", "mean", "sum", "var", "std", "l0", "l1", "l2"]
+NAMES = list(STATS)
 
 
 def _tree() -> LayerTree:
@@ -23,25 +25,11 @@ def _tree() -> LayerTree:
     return layer_tree(log)
 
 
-def _stat(x: np.ndarray) -> list[float]:
-    return [
-        x.max(),
-        x.min(),
-        x.mean(),
-        x.sum(),
-        x.var(),
-        x.std(),
-        np.count_nonzero(x),
-        np.abs(x).sum(),
-        np.sqrt((x**2).sum()),
-    ]
-
-
 def test_a_non_finite_layer_makes_every_node_above_it_nan() -> None:
     rng = np.random.default_rng(1)
     tree = _tree()
     sizes = (10, 20, 6, 30)
-    per_layer = np.array([[_stat(rng.normal(size=n)) for n in sizes] for _ in range(3)])
+    per_layer = np.array([[layer_stats(rng.normal(size=n)) for n in sizes] for _ in range(3)])
     per_layer[1, 2, :] = np.nan  # layer1.0.conv2 diverged at time 1
     out = node_stats(per_layer, NAMES, tree)
     names = [str(n) for n in tree.name]
