@@ -23,7 +23,7 @@ import xarray as xr
 
 from filterscope.dynamics.filters import layer_class_correlation
 from filterscope.dynamics.unstable import PRESETS, Mode, _check_params
-from filterscope.dynamics.validation import lag_counts, lag_flags, lazy_coords
+from filterscope.dynamics.validation import lag_count_arrays, lag_flags, lazy_coords
 from filterscope.errors import InvalidDataError
 
 __all__ = ["cube_faces", "flags_in_buckets"]
@@ -106,15 +106,7 @@ def cube_faces(
     threshold = PRESETS[preset][1] if threshold is None else threshold
     _check_params(window, j, threshold, mode)
     sc = ("snapshot", "class")
-    if counts is None:
-        counts = lag_counts(log, [int(j)]).isel(lag=0)
-    left = np.asarray(counts["ab_left"].transpose(*sc).values)
-    right = np.asarray(counts["ab_right"].transpose(*sc).values)
-    if left.shape != (log.sizes["snapshot"], log.sizes["class"]) or right.shape != left.shape:
-        raise InvalidDataError(
-            f"counts must be (snapshot, class) = ({log.sizes['snapshot']}, "
-            f"{log.sizes['class']}) like the log, got {left.shape}"
-        )
+    left, right = lag_count_arrays(log, int(j), counts)
     flags = lag_flags(left, right, int(threshold), mode)
     flagged = xr.DataArray(
         flags["flagged"],

@@ -84,6 +84,27 @@ def lag_counts(log: xr.Dataset, lags: Sequence[int]) -> xr.Dataset:
     )
 
 
+def lag_count_arrays(
+    log: xr.Dataset, j: int, counts: xr.Dataset | None = None
+) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer]]:
+    """abLeft and abRight of lag ``j`` as ``(snapshot, class)`` arrays.
+
+    From ``counts`` (one lag of :func:`lag_counts`, e.g. precomputed by the index) when given,
+    checked against the log's sizes; else computed from the log.
+    """
+    sc = ("snapshot", "class")
+    if counts is None:
+        counts = lag_counts(log, [int(j)]).isel(lag=0)
+    left = np.asarray(counts["ab_left"].transpose(*sc).values)
+    right = np.asarray(counts["ab_right"].transpose(*sc).values)
+    if left.shape != (log.sizes["snapshot"], log.sizes["class"]) or right.shape != left.shape:
+        raise InvalidDataError(
+            f"counts must be (snapshot, class) = ({log.sizes['snapshot']}, "
+            f"{log.sizes['class']}) like the log, got {left.shape}"
+        )
+    return left, right
+
+
 def lag_flags(
     left: npt.ArrayLike, right: npt.ArrayLike, threshold: int, mode: Mode = "left"
 ) -> dict[str, npt.NDArray[np.generic]]:
@@ -184,15 +205,7 @@ def class_marks(
     if threshold < 1:
         raise InvalidDataError(f"threshold must be a positive integer, got {threshold!r}")
     sc = ("snapshot", "class")
-    if counts is None:
-        counts = lag_counts(log, [int(j)]).isel(lag=0)
-    left = np.asarray(counts["ab_left"].transpose(*sc).values)
-    right = np.asarray(counts["ab_right"].transpose(*sc).values)
-    if left.shape != (log.sizes["snapshot"], log.sizes["class"]) or right.shape != left.shape:
-        raise InvalidDataError(
-            f"counts must be (snapshot, class) = ({log.sizes['snapshot']}, "
-            f"{log.sizes['class']}) like the log, got {left.shape}"
-        )
+    left, right = lag_count_arrays(log, int(j), counts)
     flags = lag_flags(left, right, int(threshold))
     up = np.where(left >= threshold, left, 0).astype(np.int32)
     down = np.zeros_like(up)
