@@ -207,6 +207,15 @@ def test_filter_detail_matches_the_dataset(view, planted):
         np.testing.assert_array_equal(d["labels"], ds.labels.values[f])
         np.testing.assert_array_equal(d["outliers"], np.flatnonzero(ds.outlier.values[f]))
         np.testing.assert_array_equal(d["covariance"], ds.covariance.values[f, :k])
+        assert d["axes"] == "PC 1 × PC 2"
+
+
+def test_filter_detail_names_the_residual_axis(planted):
+    result = planted[0]
+    ds = result.dataset.copy()
+    ds.attrs["features"] = "pca-residual"
+    residual = type(result)(table=result.table, dataset=ds, gmm=result.gmm)
+    assert ok(fs.AnomalyTable(residual), "filter", filter=0)["axes"] == "PC 1 × PCA residual"
 
 
 def test_detects_the_planted_group_and_lists_its_samples(view, planted):

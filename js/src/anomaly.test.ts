@@ -217,6 +217,7 @@ describe("the view", () => {
         anomaly: true,
         k: 2,
         explained_variance: 0.9,
+        axes: "PC 1 × PCA residual",
         points: f32([0, 0, 1, 1, 0, 1, 9, 9], [4, 2]),
         labels: encode(Int16Array.from([0, 0, 0, 1]), "int16"),
         outlier: u8([0, 0, 0, 1]),
@@ -233,6 +234,7 @@ describe("the view", () => {
     expect(root.dataset.scatterPoints).toBe("4");
     expect(root.dataset.scatterOutliers).toBe("1");
     expect(el.querySelector(".fs-adetail-title")?.textContent).toBe(`${XSS} · channel 2`);
+    expect(el.textContent).toContain("axes PC 1 × PCA residual");
     expect(el.querySelector("img")).toBeNull();
     // The outlier strip (no thumbnails): one button per outlier; a click selects the sample.
     const item = el.querySelector<HTMLElement>(".fs-astrip-item");

@@ -78,6 +78,8 @@ export interface WireFilter {
   anomaly: boolean;
   k: number;
   explained_variance: number;
+  /** What the scatter's axes are, e.g. "PC 1 × PC 2". */
+  axes: string;
   points: EncodedArray;
   labels: EncodedArray;
   outlier: EncodedArray;
@@ -681,7 +683,7 @@ class AnomalyView {
     this.shown = f;
     const flag = f.anomaly ? "anomaly filter" : "not flagged";
     this.detailTitle.textContent = `${f.layer} · channel ${f.channel}`;
-    this.detailHint.textContent = `score ${formatNumber(f.score)} · ${flag} · K = ${f.k} · ${f.outliers.data.length} outliers · PCA keeps ${formatNumber(100 * f.explained_variance, 3)} % of the variance`;
+    this.detailHint.textContent = `score ${formatNumber(f.score)} · ${flag} · K = ${f.k} · ${f.outliers.data.length} outliers · PCA keeps ${formatNumber(100 * f.explained_variance, 3)} % of the variance · axes ${f.axes}`;
     const data: ScatterData = {
       points: f.points.data,
       labels: f.labels.data,

@@ -39,6 +39,8 @@ SORT_COLUMNS = (
     "dead",
     "explained_variance",
 )
+#: The scatter's axes for each ``features`` setting of :func:`filterscope.analyze`.
+AXES = {"pca": "PC 1 × PC 2", "pca-residual": "PC 1 × PCA residual"}
 #: Values of the ``flag`` row filter.
 FLAGS = ("all", "anomaly", "normal", "dead")
 MAX_PAGE_ROWS = 500
@@ -474,6 +476,8 @@ class AnomalyTable(ViewWidget):
                 "anomaly": bool(self._columns["anomaly"][row]),
                 "k": k,
                 "explained_variance": float(self._columns["explained_variance"][row]),
+                # What the scatter's two axes are (analyze(features=...)).
+                "axes": AXES.get(str(self._ds.attrs.get("features", "pca")), AXES["pca"]),
                 "points": np.asarray(ds["points"].values, np.float32),
                 "labels": np.asarray(ds["labels"].values).astype(np.int16),
                 "outlier": outlier,
