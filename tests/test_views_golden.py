@@ -177,5 +177,12 @@ def test_the_golden_views_carry_typed_arrays_the_page_decodes(produced_views):
     assert codes.max() <= 255 and codes.size == 72
     filters = produced_views["layer_filters"]["message"]["result"]
     assert filters["layer"] == "conv1" and filters["values"]["shape"] == [16, 12]  # 16 filters
+    # Filter rows travel as one byte per cell with each filter's float32 range.
+    assert filters["values"]["dtype"] == "uint8" and filters["normalize"] == "filter"
+    assert filters["lo"] == {"dtype": "float32", "shape": [16]} == filters["hi"]
+    answer = produced_views["layer_filters"]
+    at = answer["buffer_paths"].index(["result", "values", "buffer"])
+    codes = np.frombuffer(base64.b64decode(answer["buffers"][at]), np.uint8).reshape(16, 12)
+    assert (codes[:, 0] == 255).all() and (codes[:, 1:] <= 254).all()  # no cosine before 1
     faces = produced_views["cube_faces"]["message"]["result"]
     assert faces["offset"] == 4 and len(faces["classes"]) == 2  # the last page: classes 4, 5

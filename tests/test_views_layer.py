@@ -14,7 +14,9 @@ import filterscope as fs
 from filterscope.data import synthetic_log
 from filterscope.dynamics.layer_view import lowest_cosine_filters, node_series, step_snapshots
 from filterscope.errors import InvalidParameterError, InvalidSelectionError, LogFormatError
+from filterscope.plots.views import normalize_rows
 from filterscope.views import LayerView, Selection
+from filterscope.views.layer import NORMALIZE, ROW_NAN, ROW_STEPS, encode_rows
 
 pytestmark = pytest.mark.xdist_group("views_layer")
 
@@ -34,6 +36,26 @@ def r50(tmp_path_factory) -> xr.Dataset:
 
 def request(view, method, rid=1, **params):
     return view.handle_request({"type": "request", "id": rid, "method": method, "params": params})
+
+
+def decode_rows(answer: dict) -> np.ndarray:
+    """The page's ``decodeFilterRows``: float32 values of a filters answer's uint8 codes."""
+    codes = np.asarray(answer["values"])
+    lo = np.asarray(answer["lo"], dtype=np.float64)
+    hi = np.asarray(answer["hi"], dtype=np.float64)
+    if answer["normalize"] == "filter":
+        lo, hi = lo[:, None], hi[:, None]
+    elif answer["normalize"] == "snapshot":
+        lo, hi = lo[None, :], hi[None, :]
+    out = lo + (hi - lo) * codes / ROW_STEPS
+    return np.where(codes == ROW_NAN, np.nan, out).astype(np.float32)
+
+
+def colour_steps(values, mode: str, global_range: tuple[float, float]) -> np.ndarray:
+    """The page's colour step of each cell (``colorIndex`` over 0..1, 256 steps), -1 for NaN."""
+    t = normalize_rows(values, mode, global_range)  # type: ignore[arg-type]
+    steps = np.clip(np.floor(np.nan_to_num(t) * 256), 0, 255)
+    return np.where(np.isnan(t), -1, steps).astype(np.int64)
 
 
 # ------------------------------------------------------------------ state
@@ -146,9 +168,19 @@ def test_filters_request_answers_one_row_per_filter(log):
     result = answer["result"]
     mine = np.flatnonzero(log.filter_layer.values == layer)
     assert result["filters"].tolist() == mine.tolist()
-    np.testing.assert_allclose(
-        result["values"], log.filter_cosine.values[:, mine].T, rtol=1e-6, equal_nan=True
-    )
+    cosine = log.filter_cosine.values[:, mine].T
+    np.testing.assert_allclose(view._filter_rows(layer).values, cosine, rtol=1e-6, equal_nan=True)
+    # One byte per cell, per filter's range (the trait's default): within half a code.
+    assert result["normalize"] == "filter" and result["values"].dtype == np.uint8
+    assert result["values"].shape == cosine.shape and result["lo"].shape == (mine.size,)
+    span = (result["hi"] - result["lo"]).astype(np.float64)[:, None]
+    decoded = decode_rows(result)
+    assert np.array_equal(np.isnan(decoded), np.isnan(cosine))
+    assert np.nanmax(np.abs(decoded - cosine) - span / (2 * ROW_STEPS)) <= 1e-6
+    view.normalize = "snapshot"
+    assert request(view, "filters", layer=layer)["result"]["lo"].shape == (cosine.shape[1],)
+    both = request(view, "filters", layer=layer, normalize="global")["result"]
+    assert both["normalize"] == "global" and both["lo"].shape == (1,)
     coarse = request(view, "filters", layer=layer, columns=4)["result"]
     assert coarse["values"].shape == (mine.size, coarse["x"].size) and coarse["level"] > 0
     steps = log.snapshot_step.values
@@ -168,6 +200,9 @@ def test_filters_request_answers_one_row_per_filter(log):
         {"layer": "LAYER", "start": 5},
         {"layer": "LAYER", "start": -5, "stop": 10},
         {"layer": "LAYER", "colour": "red"},
+        {"layer": "LAYER", "normalize": "row"},
+        {"layer": "LAYER", "normalize": 3},
+        {"layer": "LAYER", "normalize": ["filter"]},
         {},
     ],
 )
@@ -176,6 +211,57 @@ def test_bad_filters_requests_are_answered_with_errors(log, params):
     params = {k: (str(log.layer_name.values[0]) if v == "LAYER" else v) for k, v in params.items()}
     answer = request(view, "filters", rid=7, **params)
     assert answer["id"] == 7 and "error" in answer and "result" not in answer
+
+
+@pytest.mark.parametrize("mode", NORMALIZE)
+def test_encoded_rows_colour_every_cell_as_float32_up_to_one_step(mode):
+    rng = np.random.default_rng(3)
+    nan = np.nan
+    grids = [
+        np.array([[nan, nan, nan], [0.7, 0.7, 0.7], [nan, 0.2, nan], [-1.0, 0.3, 1.0]]),
+        np.array([[1.0, 0.99999994, 0.9999999], [0.9999998, 1.0, nan]]),  # float32 ulps near 1
+        np.array([[np.inf, 0.5, 0.25], [-np.inf, 0.0, 1.0]]),
+        np.array([[0.1], [nan], [0.9]]),
+        np.full((2, 2), nan),
+        np.array([[k / 254 for k in range(255)] + [(k + 0.5) / 254 for k in range(254)]]),
+    ]
+    for spread in (1.0, 1e-2, 1e-4, 1e-6):
+        grid = 1 - spread * rng.random((37, 51)) ** 3
+        grid[rng.random(grid.shape) < 0.05] = nan
+        grids.append(np.maximum(grid, -1.0))
+    for grid in grids:
+        values = grid.astype(np.float32)
+        codes, lo, hi = encode_rows(values, mode)
+        assert codes.dtype == np.uint8 and codes.shape == values.shape
+        assert lo.dtype == hi.dtype == np.float32
+        decoded = decode_rows({"normalize": mode, "values": codes, "lo": lo, "hi": hi})
+        finite = np.isfinite(values)
+        assert np.array_equal(codes == ROW_NAN, ~finite)
+        extent = (
+            (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0, 1)
+        )
+        for global_range in (extent, (-1.0, 1.0)):
+            want = colour_steps(np.where(finite, values, nan), mode, global_range)
+            got = colour_steps(decoded, mode, global_range)
+            assert np.array_equal(want < 0, got < 0)
+            assert np.abs(want - got).max(initial=0) <= 1, (mode, global_range, grid)
+        # Each group's ends come back exactly: its normalised extent is the float32 one.
+        axis = {"filter": 1, "snapshot": 0, "global": None}[mode]
+        some = np.atleast_1d(finite.any(axis=axis))
+        low = np.atleast_1d(np.where(np.isnan(decoded), np.inf, decoded).min(axis=axis))
+        high = np.atleast_1d(np.where(np.isnan(decoded), -np.inf, decoded).max(axis=axis))
+        np.testing.assert_array_equal(low[some], lo[some])
+        np.testing.assert_array_equal(high[some], hi[some])
+        assert np.isnan(lo[~some]).all() and np.isnan(hi[~some]).all()
+
+
+def test_encode_rows_refuses_what_is_not_a_grid_or_a_mode():
+    with pytest.raises(InvalidParameterError, match="2-D"):
+        encode_rows(np.zeros(3), "filter")
+    with pytest.raises(InvalidParameterError, match="normalize must be one of"):
+        encode_rows(np.zeros((2, 2)), "row")
+    codes, lo, hi = encode_rows(np.zeros((0, 4), np.float32), "snapshot")
+    assert codes.shape == (0, 4) and np.isnan(lo).all() and lo.shape == hi.shape == (4,)
 
 
 def test_malformed_and_unknown_requests(log):
@@ -273,6 +359,9 @@ def test_resnet50_tree_is_sent_collapsed_and_filters_come_per_layer(r50):
     widest = max(conv, key=lambda n: n["filters"])
     answer = request(view, "filters", layer=widest["name"], columns=6)["result"]
     assert answer["values"].shape == (2048, answer["x"].size)
-    assert answer["values"].dtype == np.float32
+    # A quarter of float32's bytes: one per cell, and lo/hi per filter.
+    assert answer["values"].dtype == np.uint8 and answer["lo"].shape == (2048,)
+    floats = view._filter_rows(widest["name"], columns=6).values.astype(np.float32)
+    assert answer["values"].nbytes + 2 * answer["lo"].nbytes <= floats.nbytes / 4 + 8 * 2048
     expected = node_series(view._index, columns=800).values[:, :, 0]
     np.testing.assert_allclose(view.series["values"][:, :, 0], expected, rtol=1e-6)

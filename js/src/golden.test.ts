@@ -15,6 +15,8 @@ import windowFile from "./golden/model_info_window.json";
 import validationDataFile from "./golden/validation_data.json";
 import validationRowsFile from "./golden/validation_rows.json";
 import validationWindowFile from "./golden/validation_window.json";
+import type { Normalize } from "./horizon";
+import { decodeFilterRows, ROW_NAN } from "./layer";
 import { MODEL_INFO_CLASS, renderModelInfo } from "./model_info";
 import { FakeModel, type GoldenFile, goldenBuffers } from "./test_helpers";
 import { decodeTree, type NdArray, putBuffers } from "./transport";
@@ -165,7 +167,7 @@ describe("golden LayerView payloads (6 classes, 12 snapshots, ResNet-18)", () =>
     ).toBe(true);
   });
 
-  it("decodes a filters answer: one cosine row per filter of the layer", () => {
+  it("decodes a filters answer: one row of uint8 cosine codes per filter of the layer", () => {
     const answer = decodeAnswer<{
       layer: string;
       filters: unknown;
@@ -173,9 +175,12 @@ describe("golden LayerView payloads (6 classes, 12 snapshots, ResNet-18)", () =>
       values: unknown;
     }>(layerFiltersFile as GoldenFile) as unknown as {
       layer: string;
+      normalize: Normalize;
       filters: NdArray;
       x: NdArray;
       values: NdArray;
+      lo: NdArray;
+      hi: NdArray;
     };
     const conv1 = (
       (layerStateFile as GoldenFile).message as { tree: { nodes: Node[] } }
@@ -183,9 +188,24 @@ describe("golden LayerView payloads (6 classes, 12 snapshots, ResNet-18)", () =>
     expect(answer.layer).toBe("conv1");
     expect(answer.filters.data.length).toBe(conv1?.filters);
     expect(answer.values.shape).toEqual([conv1?.filters, answer.x.data.length]);
-    const cosines = values(answer.values).filter(Number.isFinite);
+    // Per filter (the view's default colour range): codes 0..254 over [lo, hi] of the row.
+    expect(answer.values.dtype).toBe("uint8");
+    expect(answer.normalize).toBe("filter");
+    expect(answer.lo.shape).toEqual([conv1?.filters]);
+    expect(answer.hi.shape).toEqual([conv1?.filters]);
+    const rows = answer.filters.data.length;
+    const cols = answer.x.data.length;
+    const decoded = decodeFilterRows(answer, rows, cols);
+    const cosines = Array.from(decoded).filter(Number.isFinite);
     expect(cosines.length).toBeGreaterThan(0);
     expect(cosines.every((v) => v >= -1 && v <= 1)).toBe(true);
+    // The first snapshot has no previous one: NaN (code 255) in every row.
+    for (let r = 0; r < rows; r++) expect(answer.values.data[r * cols]).toBe(ROW_NAN);
+    // Each row's ends come back exactly.
+    for (let r = 0; r < rows; r++) {
+      const row = Array.from(decoded.subarray(r * cols, (r + 1) * cols)).filter(Number.isFinite);
+      expect([Math.min(...row), Math.max(...row)]).toEqual([answer.lo.data[r], answer.hi.data[r]]);
+    }
   });
 });
 

@@ -1,15 +1,26 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { linkBus } from "./bus";
+import { colorIndex, colorScale } from "./canvas";
 import {
   ancestors,
   columnOfPixel,
   horizonBand,
   horizonFills,
+  type Normalize,
   normalizeGrid,
   type TreeNode,
   visibleRows,
 } from "./horizon";
-import { LAYER_CLASS, type LayerState, renderLayer, valueExtent } from "./layer";
+import {
+  decodeFilterRows,
+  filterPixels,
+  LAYER_CLASS,
+  type LayerState,
+  ROW_NAN,
+  ROW_STEPS,
+  renderLayer,
+  valueExtent,
+} from "./layer";
 import { encode, FakeModel } from "./test_helpers";
 import widget from "./widget";
 
@@ -115,6 +126,198 @@ describe("filter normalisation", () => {
     expect(out[1]).toBeCloseTo(0.8);
     expect(out[2]).toBe(0);
     expect(Array.from(normalizeGrid([2], 1, 1, "global", [0, 1]))).toEqual([1]);
+  });
+});
+
+// ---------------------------------------------------------------- filter rows on the wire
+/**
+ * The kernel's encoding (`filterscope.views.layer.encode_rows`), in float32 as there: per group
+ * of `mode` the finite min and max, codes `floor((v − lo) · 254 / (hi − lo) + 0.5)`, 255 NaN.
+ */
+function encodeRows(values: Float32Array, rows: number, cols: number, mode: Normalize) {
+  const f = Math.fround;
+  const groups = mode === "filter" ? rows : mode === "snapshot" ? cols : 1;
+  const key = (r: number, c: number) => (mode === "filter" ? r : mode === "snapshot" ? c : 0);
+  const lo = new Float32Array(groups).fill(Number.NaN);
+  const hi = new Float32Array(groups).fill(Number.NaN);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) {
+      const v = values[r * cols + c] as number;
+      if (!Number.isFinite(v)) continue;
+      const g = key(r, c);
+      if (!(v >= (lo[g] as number))) lo[g] = v;
+      if (!(v <= (hi[g] as number))) hi[g] = v;
+    }
+  const codes = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) {
+      const i = r * cols + c;
+      const v = values[i] as number;
+      const g = key(r, c);
+      const span = f((hi[g] as number) - (lo[g] as number));
+      const scale = span > 0 ? f(ROW_STEPS / span) : 0;
+      const t = f(f(v - (lo[g] as number)) * scale);
+      codes[i] = Number.isFinite(v)
+        ? Math.floor(f(Math.min(Math.max(t, 0), ROW_STEPS) + 0.5))
+        : ROW_NAN;
+    }
+  const nd = (data: Uint8Array | Float32Array, shape: number[]) => ({
+    dtype: data instanceof Uint8Array ? ("uint8" as const) : ("float32" as const),
+    shape,
+    data,
+  });
+  return {
+    normalize: mode,
+    values: nd(codes, [rows, cols]),
+    lo: nd(lo, [groups]),
+    hi: nd(hi, [groups]),
+  };
+}
+
+/** Colour step (0..255, -1 for NaN) of each cell as the page draws it: normalised, 256 colours. */
+function colourSteps(
+  values: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  mode: Normalize,
+  range: readonly [number, number],
+): number[] {
+  return steps(normalizeGrid(values, rows, cols, mode, range));
+}
+
+function steps(normalized: ArrayLike<number>): number[] {
+  const scale = colorScale([0, 1]);
+  return Array.from(normalized, (t) => colorIndex(scale, t));
+}
+
+/** A seeded generator (mulberry32): the same rows on every run. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe("filter rows on the wire (uint8 codes)", () => {
+  const N = Number.NaN;
+  const cases: [string, number, number, number[]][] = [
+    [
+      "NaN, constant, single-value and full rows",
+      4,
+      4,
+      [N, N, N, N, 0.7, 0.7, 0.7, 0.7, N, 0.2, N, N, -1, 0.3, 1, 0.999],
+    ],
+    [
+      "a tiny range near 1",
+      2,
+      5,
+      [1, 0.99999994, 0.9999999, 0.9999998, 0.9999997, 0.99999994, 1, 1, 0.9999999, N],
+    ],
+    [
+      "infinities are missing cells",
+      2,
+      3,
+      [Number.POSITIVE_INFINITY, 0.5, 0.25, Number.NEGATIVE_INFINITY, 0, 1],
+    ],
+    ["one column", 3, 1, [0.1, N, 0.9]],
+    ["one row", 1, 6, [0.1, 0.2, 0.30000001, 0.4, 0.5, 0.6]],
+    ["every cell NaN", 2, 2, [N, N, N, N]],
+    [
+      "code boundaries: k / 254 of the range and halfway between",
+      1,
+      8,
+      [0, 1, 0.5, 127.5 / 254, 1 / 508, 3 / 508, 253.5 / 254, 1 / 254],
+    ],
+  ];
+  const rng = random(12);
+  for (let k = 0; k < 12; k++) {
+    const [rows, cols] = [1 + Math.floor(rng() * 40), 1 + Math.floor(rng() * 60)];
+    // Cosines mostly near 1 with dips, some NaN, on several scales of spread.
+    const spread = 10 ** -Math.floor(rng() * 6);
+    const values = Array.from({ length: rows * cols }, () =>
+      rng() < 0.05 ? N : Math.max(-1, 1 - spread * rng() ** 3 * (rng() < 0.1 ? 50 : 1)),
+    );
+    cases.push([`random rows ${k} (${rows} × ${cols}, spread ${spread})`, rows, cols, values]);
+  }
+  for (const [name, rows, cols, list] of cases) {
+    it(`colours every cell as float32 does, up to one step: ${name}`, () => {
+      const values = Float32Array.from(list);
+      const finite = list.filter(Number.isFinite).map(Math.fround);
+      const extent: [number, number] = finite.length
+        ? [Math.min(...finite), Math.max(...finite)]
+        : [0, 1];
+      for (const mode of ["filter", "snapshot", "global"] as const) {
+        // Global: the run's range holds the answer's; the answer's own extent is the worst case.
+        for (const range of [extent, [-1, 1] as [number, number]]) {
+          const wire = encodeRows(values, rows, cols, mode);
+          const decoded = decodeFilterRows(wire, rows, cols);
+          const want = colourSteps(values, rows, cols, mode, range);
+          // Decoded and normalised again, and the page's path: codes through a table.
+          const every = Int32Array.from({ length: cols }, (_, c) => c);
+          for (const [path, got] of [
+            ["decoded", colourSteps(decoded, rows, cols, mode, range)],
+            ["drawn", steps(filterPixels(wire, rows, cols, every, mode, range))],
+          ] as const) {
+            for (let i = 0; i < want.length; i++) {
+              const [w, g] = [want[i] as number, got[i] as number];
+              if (w < 0 !== g < 0 || Math.abs(w - g) > 1)
+                throw new Error(
+                  `${path} ${mode} [${range}] cell ${i} (${list[i]}): ${g}, not ${w}`,
+                );
+            }
+            expect(got.filter((c) => c < 0)).toHaveLength(want.filter((c) => c < 0).length);
+          }
+        }
+      }
+    });
+  }
+
+  it("gives a group's ends back exactly and NaN for code 255", () => {
+    const values = Float32Array.from([0.25, 0.8, Number.NaN, -0.5, 0.1, 0.3]);
+    const wire = encodeRows(values, 2, 3, "filter");
+    expect(Array.from(wire.values.data)).toEqual([0, 254, 255, 0, 191, 254]);
+    const decoded = decodeFilterRows(wire, 2, 3);
+    expect([decoded[0], decoded[1], decoded[3], decoded[5]]).toEqual(
+      [0.25, 0.8, -0.5, 0.3].map(Math.fround),
+    );
+    expect(decoded[2]).toBeNaN();
+    expect(Math.abs((decoded[4] as number) - 0.1)).toBeLessThanOrEqual(0.8 / 508 + 1e-7);
+  });
+
+  it("draws pixels of the data columns, NaN outside, and answers of another range decoded", () => {
+    const values = Float32Array.from([0.2, 0.4, 0.6, 0.9, 0.9, Number.NaN]);
+    const map = Int32Array.from([-1, 0, 0, 1, 2]);
+    const wire = encodeRows(values, 2, 3, "filter");
+    const drawn = Array.from(filterPixels(wire, 2, 3, map, "filter", [0, 1]));
+    expect(drawn).toEqual([Number.NaN, 0, 0, 0.5, 1, Number.NaN, 0.5, 0.5, 0.5, Number.NaN]);
+    // Codes for "filter" drawn per snapshot: the decoded values, normalised per column.
+    const other = filterPixels(wire, 2, 3, map, "snapshot", [0, 1]);
+    const grid = normalizeGrid(decodeFilterRows(wire, 2, 3), 2, 3, "snapshot");
+    const want = [0, 1].flatMap((r) =>
+      Array.from(map, (c) => (c < 0 ? Number.NaN : grid[r * 3 + c])),
+    );
+    expect(Array.from(other)).toEqual(want);
+  });
+
+  it("decodes each mode's groups: per row, per column, one", () => {
+    const codes = {
+      dtype: "uint8" as const,
+      shape: [2, 2],
+      data: Uint8Array.from([0, 254, 127, 255]),
+    };
+    const nd = (a: number[]) => ({
+      dtype: "float32" as const,
+      shape: [a.length],
+      data: Float32Array.from(a),
+    });
+    const at = (normalize: Normalize, lo: number[], hi: number[]) =>
+      Array.from(decodeFilterRows({ normalize, values: codes, lo: nd(lo), hi: nd(hi) }, 2, 2));
+    expect(at("filter", [0, 10], [1, 20])).toEqual([0, 1, 15, N]);
+    expect(at("snapshot", [0, 10], [1, 20])).toEqual([0, 20, 0.5, N]);
+    expect(at("global", [2], [4])).toEqual([2, 4, 3, N]);
   });
 });
 
@@ -234,7 +437,10 @@ describe("LayerView in the page", () => {
         channels: encode(Int32Array.from([0, 1]), "int32"),
         x: encode(Int32Array.from([0, 20]), "int32"),
         level: 1,
-        values: encode(Float32Array.from([Number.NaN, 0.9, Number.NaN, 0.6]), "float32", [2, 2]),
+        normalize: "filter",
+        values: encode(Uint8Array.from([255, 0, 255, 0]), "uint8", [2, 2]),
+        lo: encode(Float32Array.from([0.9, 0.6]), "float32"),
+        hi: encode(Float32Array.from([0.9, 0.6]), "float32"),
       },
     });
     await tick();
@@ -244,6 +450,13 @@ describe("LayerView in the page", () => {
     expect(block.querySelector("canvas.fs-filter-chart")).not.toBeNull();
     model.set("filter_index", 4);
     expect(block.querySelectorAll(".fs-selected-filter")).toHaveLength(1);
+    // Another colour range: the rows are asked again, encoded for it.
+    model.set("normalize", "snapshot");
+    const again = model.sent as { method: string; params: { normalize: string } }[];
+    expect(again).toHaveLength(2);
+    expect(again[1]?.method).toBe("filters");
+    expect(again[1]?.params.normalize).toBe("snapshot");
+    expect(sent[0]?.params).toMatchObject({ layer: "other", normalize: "filter" });
   });
 
   it("follows Python: picks, changed filters, chart choices", () => {

@@ -4,7 +4,8 @@
  *
  * Node charts (horizon by default, line, box, change-ratio bands) come in the `series` trait,
  * one pixel column per step window column; a layer's filter rows (consecutive-snapshot cosine)
- * come by a `filters` request when it opens, and again when the window changes. Expansion,
+ * come by a `filters` request when it opens, one byte per cell (`decodeFilterRows`), and again
+ * when the window or the colour range (`normalize`) changes. Expansion,
  * chart choices, the selected layer/filter and the picks are model traits, so Python sees them;
  * hover, brush and zoom also travel on the link bus. Names are text, never HTML. The Python
  * side is `filterscope.views.layer.LayerView`.
@@ -63,7 +64,115 @@ export interface WireFilters {
   channels: EncodedArray;
   x: EncodedArray;
   level: number;
+  /** The colour range the codes were made for: `lo`/`hi` per filter, per snapshot or one. */
+  normalize: Normalize;
+  /** `(filter, column)` uint8 codes: `lo + code / 254 · (hi − lo)` of the group; 255 is NaN. */
   values: EncodedArray;
+  lo: EncodedArray;
+  hi: EncodedArray;
+}
+
+/** Codes 0..254 of a filters answer span its group's `[lo, hi]`; 255 is a missing cell. */
+export const ROW_STEPS = 254;
+export const ROW_NAN = 255;
+
+/**
+ * The cosine values of a filters answer (`filter × column`, row-major) from its uint8 codes.
+ *
+ * A group (a filter's row, a snapshot's column or every cell, after `normalize`) comes back
+ * within half a code of its float value, `(hi − lo) / 508`, with its ends exact: normalised
+ * over that group's range (or any range holding it) a cell gets the same colour of a 256-step
+ * scale as its float value, or the next one.
+ */
+export function decodeFilterRows(
+  answer: Pick<Decoded<WireFilters>, "normalize" | "values" | "lo" | "hi">,
+  rows: number,
+  cols: number,
+): Float32Array {
+  const codes = answer.values.data;
+  const lo = answer.lo.data;
+  const hi = answer.hi.data;
+  const mode = answer.normalize;
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const i = r * cols + c;
+      const code = codes[i] as number;
+      if (code === ROW_NAN) {
+        out[i] = Number.NaN;
+        continue;
+      }
+      const g = mode === "filter" ? r : mode === "snapshot" ? c : 0;
+      const a = lo[g] as number;
+      out[i] = a + (((hi[g] as number) - a) * code) / ROW_STEPS;
+    }
+  }
+  return out;
+}
+
+/**
+ * The pixel grid of a filters answer (`rows × map.length`, values 0..1 or NaN) as the page
+ * colours it: each row's cells at the data columns `map` gives per pixel (-1: NaN), normalised
+ * per `mode` over the group's range, `range` for `"global"` (`normalizeGrid`).
+ *
+ * When the answer was encoded for `mode`, a code is its normalised value (`code / 254`, 0.5 for
+ * a flat group), so a 256-entry table per group kind replaces decoding and normalising;
+ * otherwise the values are decoded and normalised again.
+ */
+export function filterPixels(
+  answer: Pick<Decoded<WireFilters>, "normalize" | "values" | "lo" | "hi">,
+  rows: number,
+  cols: number,
+  map: Int32Array,
+  mode: Normalize,
+  range: readonly [number, number],
+): Float32Array {
+  const width = map.length;
+  const out = new Float32Array(rows * width);
+  if (answer.normalize !== mode) {
+    const grid = normalizeGrid(decodeFilterRows(answer, rows, cols), rows, cols, mode, range);
+    for (let r = 0; r < rows; r++)
+      for (let p = 0; p < width; p++) {
+        const c = map[p] as number;
+        out[r * width + p] = c < 0 ? Number.NaN : (grid[r * cols + c] as number);
+      }
+    return out;
+  }
+  const codes = answer.values.data;
+  const lo = answer.lo.data;
+  const hi = answer.hi.data;
+  const ramp = new Float32Array(256);
+  const flat = new Float32Array(256).fill(0.5);
+  if (mode === "global") {
+    const [a, b] = [lo[0] as number, hi[0] as number];
+    const span = range[1] - range[0];
+    for (let k = 0; k < ROW_NAN; k++) {
+      const v = a + ((b - a) * k) / ROW_STEPS;
+      ramp[k] = span > 0 ? Math.min(Math.max((v - range[0]) / span, 0), 1) : 0.5;
+    }
+  } else for (let k = 0; k < ROW_NAN; k++) ramp[k] = k / ROW_STEPS;
+  ramp[ROW_NAN] = Number.NaN;
+  flat[ROW_NAN] = Number.NaN;
+  // A flat row (per filter) or column (per snapshot) is drawn mid-scale, as normalizeGrid does.
+  const sloped = (g: number) => mode === "global" || (hi[g] as number) > (lo[g] as number);
+  for (let r = 0; r < rows; r++) {
+    const lut = mode === "filter" && !sloped(r) ? flat : ramp;
+    const base = r * cols;
+    const at = r * width;
+    if (mode === "snapshot") {
+      for (let p = 0; p < width; p++) {
+        const c = map[p] as number;
+        out[at + p] =
+          c < 0 ? Number.NaN : ((sloped(c) ? ramp : flat)[codes[base + c] as number] as number);
+      }
+    } else {
+      for (let p = 0; p < width; p++) {
+        const c = map[p] as number;
+        out[at + p] = c < 0 ? Number.NaN : (lut[codes[base + c] as number] as number);
+      }
+    }
+  }
+  return out;
 }
 
 export interface ChangedFilter {
@@ -550,7 +659,11 @@ class LayerView {
     const generation = this.generation;
     const [w0, w1] = this.axis.window;
     const whole = w0 <= this.axis.extent[0] && w1 >= this.axis.extent[1];
-    const params: Record<string, unknown> = { layer, columns: Math.max(this.plotWidth, 2) };
+    const params: Record<string, unknown> = {
+      layer,
+      columns: Math.max(this.plotWidth, 2),
+      normalize: this.model.get("normalize") ?? "filter",
+    };
     if (!whole) Object.assign(params, { start: Math.floor(w0), stop: Math.ceil(w1) });
     this.root.dataset.pending = layer;
     this.context.requests.request<WireFilters>("filters", params).then(
@@ -577,27 +690,16 @@ class LayerView {
 
   private drawFilters(block: FilterBlock): void {
     const data = block.data;
-    if (data === undefined) return;
+    const mode = (this.model.get("normalize") ?? "filter") as Normalize;
+    // Codes made for another colour range: the picture stays until the new answer arrives.
+    if (data === undefined || data.normalize !== mode) return;
     const rows = data.filters.data.length;
     const cols = data.x.data.length;
     const width = this.plotWidth;
     const [w0, w1] = this.axis.window;
     const map = columnOfPixel(data.x.data, w0, w1, width);
     const tree = decodeTree(this.model.get("tree"));
-    const normalized = normalizeGrid(
-      data.values.data,
-      rows,
-      cols,
-      (this.model.get("normalize") ?? "filter") as Normalize,
-      tree.cosine_range,
-    );
-    const grid = new Float32Array(rows * width);
-    for (let r = 0; r < rows; r++) {
-      for (let p = 0; p < width; p++) {
-        const c = map[p] as number;
-        grid[r * width + p] = c < 0 ? Number.NaN : (normalized[r * cols + c] as number);
-      }
-    }
+    const grid = filterPixels(data, rows, cols, map, mode, tree.cosine_range);
     const rowPx = Math.max(1, Math.min(8, Math.floor(FILTER_ROWS_PX / Math.max(rows, 1))));
     block.heatmap.setData(grid, rows, width, [0, 1]);
     block.heatmap.resize(width, rows * rowPx);
@@ -858,6 +960,8 @@ class LayerView {
     } else if (key === "normalize" || key === "filter_index") {
       const control = this.controls.normalize;
       if (control) control.value = String(model.get("normalize"));
+      // The filter rows travel encoded for one colour range: ask again for the new one.
+      if (key === "normalize") this.reloadFilters();
       this.redraw();
     } else {
       const control = this.controls[key];

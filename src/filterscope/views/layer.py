@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import traitlets
 import xarray as xr
 from traitlets import Bool, Bunch, Dict, Int, List, Tuple, Unicode
@@ -33,6 +34,11 @@ DEFAULT_MAX_POINTS = 800
 NORMALIZE = ("global", "filter", "snapshot")
 """How a layer's filter rows are coloured: one range for all, per filter row, per snapshot."""
 
+ROW_STEPS = 254
+"""Codes ``0..254`` of a filter-rows answer span a range linearly; see :func:`encode_rows`."""
+ROW_NAN = 255
+"""Code of a NaN cell in a filter-rows answer."""
+
 _PAGE = {PAGE_WRITABLE: True}
 _VARIABLES = [
     "weight_stat",
@@ -44,6 +50,73 @@ _VARIABLES = [
     "layer_stage",
     "layer_block",
 ]
+
+
+def encode_rows(
+    values: npt.ArrayLike, normalize: str
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Quantise filter rows (filter × column) to one byte per cell for the page.
+
+    The page colours a cell on a 256-step scale after normalising it over a range: the
+    filter's row (``"filter"``), the snapshot's column (``"snapshot"``) or one range
+    (``"global"``, the run's ``metric_extent``, which holds every value of the answer). Each
+    group of that ``normalize`` (a row, a column, or all cells) is sent as ``lo``, ``hi``
+    (its finite float32 min and max) and codes ``round((v - lo) / (hi - lo) * 254)``, with
+    :data:`ROW_NAN` (255) where ``v`` is NaN (or infinite) and 0 where ``hi == lo``. Decoded
+    as ``lo + code / 254 * (hi - lo)``, a value is off by at most ``(hi - lo) / 508``: half a
+    colour step of the group's range, never more than one colour step under any range that
+    holds the group; the group's ends come back exactly, so its normalised extent is the same.
+
+    Parameters
+    ----------
+    values : array_like
+        ``(filters, columns)`` float values.
+    normalize : {"global", "filter", "snapshot"}
+        The grouping; ``lo`` and ``hi`` have one value per filter, per column or one.
+
+    Returns
+    -------
+    codes : numpy.ndarray
+        uint8, ``values``' shape.
+    lo, hi : numpy.ndarray
+        float32 per group; NaN for a group with no finite value.
+
+    Examples
+    --------
+    >>> codes, lo, hi = encode_rows([[0.5, 1.0, np.nan]], "global")
+    >>> codes.tolist(), lo.tolist(), hi.tolist()
+    ([[0, 254, 255]], [0.5], [1.0])
+    """
+    v = np.asarray(values, dtype=np.float32)
+    if v.ndim != 2:
+        raise InvalidParameterError(f"filter rows are 2-D (filter × column), got {v.shape}")
+    if normalize not in NORMALIZE:
+        raise InvalidParameterError(
+            f"normalize must be one of {list(NORMALIZE)}, got {normalize!r}"
+        )
+    finite = np.isfinite(v)
+    every = bool(finite.all())
+    if not every:
+        v = np.where(finite, v, np.float32(np.nan))  # infinities are missing cells too
+    axis = {"filter": 1, "snapshot": 0, "global": None}[normalize]
+    if v.size == 0:
+        groups = {"filter": v.shape[0], "snapshot": v.shape[1], "global": 1}[normalize]
+        empty = np.full(groups, np.nan, dtype=np.float32)
+        return np.zeros(v.shape, dtype=np.uint8), empty, empty.copy()
+    # fmin/fmax skip NaN; a group of NaN only stays NaN.
+    lo = np.fmin.reduce(v, axis=axis, keepdims=True)
+    hi = np.fmax.reduce(v, axis=axis, keepdims=True)
+    span = hi - lo
+    scale = np.zeros_like(span)
+    np.divide(np.float32(ROW_STEPS), span, out=scale, where=span > 0)
+    t = v - lo
+    t *= scale
+    np.clip(t, 0, ROW_STEPS, out=t)
+    t += np.float32(0.5)
+    if not every:
+        t[~finite] = ROW_NAN
+    codes = t.astype(np.uint8)
+    return codes, lo.reshape(-1), hi.reshape(-1)
 
 
 def _whole(name: str, value: Any) -> int:
@@ -293,8 +366,38 @@ class LayerView(ViewWidget):
         start: int | None = None,
         stop: int | None = None,
         columns: int | None = None,
+        normalize: str | None = None,
     ) -> dict[str, Any]:
-        """One layer's filters over time: ``filter_cosine`` rows at the level that fits."""
+        """One layer's filters over time: ``filter_cosine`` rows at the level that fits.
+
+        The rows travel as one byte per cell (:func:`encode_rows`) for the colour range
+        ``normalize`` (default: the trait); ``_filter_rows`` gives the float values.
+        """
+        mode = self.normalize if normalize is None else normalize
+        if mode not in NORMALIZE:
+            raise InvalidSelectionError(f"normalize must be one of {list(NORMALIZE)}, got {mode!r}")
+        rows = self._filter_rows(layer, start, stop, columns)
+        codes, lo, hi = encode_rows(rows.values, mode)
+        return {
+            "layer": layer,
+            "filters": np.asarray(rows["filter"].values, dtype=np.int64),
+            "channels": np.asarray(rows["filter_channel"].values, dtype=np.int64),
+            "x": np.asarray(rows["snapshot_step"].values, dtype=np.int64),
+            "level": int(rows.attrs["level"]),
+            "normalize": mode,
+            "values": codes,
+            "lo": lo,
+            "hi": hi,
+        }
+
+    def _filter_rows(
+        self,
+        layer: str,
+        start: int | None = None,
+        stop: int | None = None,
+        columns: int | None = None,
+    ) -> xr.DataArray:
+        """The float rows a ``filters`` request encodes: ``filter_rows`` of a checked request."""
         if not isinstance(layer, str) or layer not in self._layer_names:
             raise InvalidSelectionError(
                 f"layer must be a layer name of this log, e.g. {self._layer_names[:4]}; "
@@ -306,15 +409,7 @@ class LayerView(ViewWidget):
         window = None
         if start is not None or stop is not None:
             window = check_window("window", (_whole("start", start), _whole("stop", stop)))
-        rows = filter_rows(self._index, layer, time=self._time(window), columns=cols)
-        return {
-            "layer": layer,
-            "filters": np.asarray(rows["filter"].values, dtype=np.int64),
-            "channels": np.asarray(rows["filter_channel"].values, dtype=np.int64),
-            "x": np.asarray(rows["snapshot_step"].values, dtype=np.int64),
-            "level": int(rows.attrs["level"]),
-            "values": rows.values.astype(np.float32),
-        }
+        return filter_rows(self._index, layer, time=self._time(window), columns=cols)
 
     # ------------------------------------------------------------------ validation
     @staticmethod
