@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from log_helpers.analysed import record_analysed_lenet
 from scipy import stats
 from torch import nn
 
@@ -75,28 +76,8 @@ def test_overfitting_curve_constant_counts_give_nan():
 def test_overfitting_curve_from_a_recorded_log(tmp_path, small_digits):
     torch.manual_seed(0)
     x, y = small_digits
-    val = digits("test")
-    val_x, val_y = val.x[:40], val.y[:40]
-    net = LeNet5()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     path = tmp_path / "run"
-    with fs.Recorder(
-        net,
-        path,
-        eval_sets={"val": (val_x, val_y), "fit": (x, y)},
-        snapshot_every=4,
-        optimizer=opt,
-        analyze_every=1,
-        analyze_data=(val_x, val_y),
-        analyze_kwargs={"n_samples": 32, "k_range": (1, 3), "progress": False},
-    ) as rec:
-        for _ in range(9):
-            opt.zero_grad()
-            out = net(x)
-            loss = F.cross_entropy(out, y)
-            loss.backward()
-            rec.step(loss, out, y)
-            opt.step()
+    record_analysed_lenet(path, x, y, extra_eval_sets={"fit": (x, y)})
     log = fs.open_log(path)
     analysis = fs.open_log(path, group="analysis")
     curve = overfitting_curve(path, train_set="fit")

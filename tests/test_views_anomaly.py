@@ -332,38 +332,17 @@ def test_log_links_filters_samples_thumbnails_and_losses(tiny_log):
 
 def test_h1_panel_from_the_logs_analysis_group(tmp_path):
     import torch
-    import torch.nn.functional as F
+    from log_helpers.analysed import ANALYZE_KWARGS, record_analysed_lenet
 
     from filterscope.data import digits
     from filterscope.gmm import overfitting_curve
-    from filterscope.models import LeNet5
 
     torch.manual_seed(0)
-    train, val = digits("val"), digits("test")
-    x, y = train.x[:48], train.y[:48]
-    val_x, val_y = val.x[:40], val.y[:40]
-    net = LeNet5()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    train = digits("val")
     path = tmp_path / "run"
-    with fs.Recorder(
-        net,
-        path,
-        eval_sets={"val": (val_x, val_y)},
-        snapshot_every=4,
-        optimizer=opt,
-        analyze_every=1,
-        analyze_data=(val_x, val_y),
-        analyze_kwargs={"n_samples": 32, "k_range": (1, 3), "progress": False},
-    ) as rec:
-        for _ in range(9):
-            opt.zero_grad()
-            out = net(x)
-            loss = F.cross_entropy(out, y)
-            loss.backward()
-            rec.step(loss, out, y)
-            opt.step()
+    net, val_x, val_y = record_analysed_lenet(path, train.x[:48], train.y[:48])
     log = fs.open_log(path)
-    result = fs.analyze(net, (val_x, val_y), n_samples=32, k_range=(1, 3), progress=False)
+    result = fs.analyze(net, (val_x, val_y), **ANALYZE_KWARGS)
     table = AnomalyTable(result, log=log)
     try:
         h1 = table.data["h1"]
