@@ -33,7 +33,13 @@ import {
   type Window,
 } from "./timeaxis";
 import { type Decoded, decodeTree, type EncodedArray } from "./transport";
-import { linkAxis, mountView, saveWindow, type ViewContext, type ViewDefinition } from "./view";
+import {
+  linkAxis,
+  mountView,
+  type ViewContext,
+  type ViewDefinition,
+  zoomAxis,
+} from "./view";
 
 export const LAYER_CLASS = "filterscope-layer";
 
@@ -907,14 +913,7 @@ class LayerView {
   }
 
   private zoom(window: Window | null): void {
-    let next: [number, number] | null = null;
-    if (window !== null) {
-      next = [Math.floor(window[0]), Math.ceil(window[1])];
-      if (next[1] <= next[0]) return;
-    }
-    this.context.bus.publish("window", next, this);
-    this.axis.setWindow(next);
-    saveWindow(this.model, next);
+    zoomAxis(this.axis, this.context.bus, this, this.model, window);
   }
 
   // ---------------------------------------------------------------- lifecycle

@@ -15,7 +15,13 @@ import { formatStep } from "./scale";
 import { GroupColors, pickColor } from "./theme";
 import { attachPointer, TimeAxis, togglePick, type Window } from "./timeaxis";
 import { type Decoded, decodeTree, type NdArray } from "./transport";
-import { linkAxis, mountView, saveWindow, type ViewContext, type ViewDefinition } from "./view";
+import {
+  linkAxis,
+  mountView,
+  type ViewContext,
+  type ViewDefinition,
+  zoomAxis,
+} from "./view";
 import type { WireSeries, WireWindow } from "./wire";
 
 export type { WireSeries } from "./wire";
@@ -133,15 +139,7 @@ class ModelInfoView {
   }
 
   private zoom(window: Window | null): void {
-    let next: [number, number] | null = null;
-    if (window !== null) {
-      next = [Math.floor(window[0]), Math.ceil(window[1])];
-      if (next[1] <= next[0]) return;
-    }
-    // Linked views follow at once through the bus; Python hears of it through the trait.
-    this.context.bus.publish("window", next, this);
-    this.axis.setWindow(next);
-    saveWindow(this.model, next);
+    zoomAxis(this.axis, this.context.bus, this, this.model, window);
   }
 
   /** The window moved: show the overview, and ask for finer lines when it is bucketed. */

@@ -32,7 +32,13 @@ import {
   type NdArray,
   type TypedArray,
 } from "./transport";
-import { linkAxis, mountView, saveWindow, type ViewContext, type ViewDefinition } from "./view";
+import {
+  linkAxis,
+  mountView,
+  type ViewContext,
+  type ViewDefinition,
+  zoomAxis,
+} from "./view";
 
 export const VALIDATION_CLASS = "filterscope-validation";
 
@@ -622,14 +628,7 @@ class ValidationView {
   }
 
   private zoom(window: Window | null): void {
-    let next: [number, number] | null = null;
-    if (window !== null) {
-      next = [Math.floor(window[0]), Math.ceil(window[1])];
-      if (next[1] <= next[0]) return;
-    }
-    this.context.bus.publish("window", next, this);
-    this.axis.setWindow(next);
-    saveWindow(this.model, next);
+    zoomAxis(this.axis, this.context.bus, this, this.model, window);
   }
 
   /** The kernel's `sample_index`: show its thumbnail (or why there is none). */

@@ -13,7 +13,7 @@ import type { AnyModel } from "@anywidget/types";
 import { type LinkBus, linkBus } from "./bus";
 import { RequestClient } from "./requests";
 import { injectStyles, ROOT_CLASS } from "./theme";
-import type { AxisChange, TimeAxis } from "./timeaxis";
+import type { AxisChange, TimeAxis, Window } from "./timeaxis";
 
 /** The line above a view that shows the kernel's `notice` (hidden when empty). */
 export const NOTICE_CLASS = "filterscope-notice";
@@ -82,6 +82,28 @@ export function saveWindow<S extends State>(
       model.save_changes();
     }, ms),
   );
+}
+
+/**
+ * Zoom a view's time axis to `window` (widened to whole steps; null: the whole run): the
+ * linked views follow at once through the bus, Python hears of it through `time_window`
+ * (debounced by {@link saveWindow}). An empty window is ignored.
+ */
+export function zoomAxis<S extends State>(
+  axis: TimeAxis,
+  bus: LinkBus,
+  owner: object,
+  model: AnyModel<S>,
+  window: Window | null,
+): void {
+  let next: [number, number] | null = null;
+  if (window !== null) {
+    next = [Math.floor(window[0]), Math.ceil(window[1])];
+    if (next[1] <= next[0]) return;
+  }
+  bus.publish("window", next, owner);
+  axis.setWindow(next);
+  saveWindow(model, next);
 }
 
 /**

@@ -18,7 +18,7 @@ from filterscope.index.summaries import class_accuracy, layer_mean_abs
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
 from filterscope.views._data import index_of, stored_counts
 from filterscope.views._serialization import ARRAY_SERIALIZATION
-from filterscope.views.selection import Selection, check_picks, check_window
+from filterscope.views.selection import Selection, StepValidators, check_window
 
 DEFAULT_COLUMNS = 600
 """Time buckets of the overview of a long run (the index level that fits this many columns)."""
@@ -128,7 +128,7 @@ class _Cube:
         }
 
 
-class CubeView(ViewWidget):
+class CubeView(StepValidators, ViewWidget):
     """DeepTracker's cube: layers × iterations, classes × iterations and layers × classes.
 
     Three heat maps drawn on canvas, unfolded around the front face: the **front** face shows
@@ -253,6 +253,8 @@ class CubeView(ViewWidget):
         )
         cube = _Cube(log, faces, index)
         self._log, self._cube = log, cube
+        lo, hi = cube.step_range
+        self._step_range = (int(lo), int(hi))  # picks outside it are refused
         self._all_layers = {str(name) for name in log["layer_name"].values}
         self.set_trait("meta", {**cube.meta(), "page_size": self._page_size})
         columns = options["columns"]
@@ -314,14 +316,6 @@ class CubeView(ViewWidget):
             )
         label = labels[found[0]]
         return label.item() if hasattr(label, "item") else label  # type: ignore[no-any-return]
-
-    @traitlets.validate("picked_steps")
-    def _valid_picks(self, proposal: Bunch) -> list[int]:
-        return check_picks("picked_steps", proposal.value, self._cube.step_range)
-
-    @traitlets.validate("time_window")
-    def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
-        return check_window("time_window", proposal.value)
 
     def flagged_steps(self, class_: Any) -> list[int]:
         """Snapshot steps where ``class_`` is flagged (what a click on its cells picks)."""

@@ -26,7 +26,7 @@ from filterscope.errors import InvalidParameterError, InvalidSelectionError
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
 from filterscope.views._data import DATA_LOCK, index_of
 from filterscope.views._serialization import ARRAY_SERIALIZATION
-from filterscope.views.selection import Selection, check_picks, check_window
+from filterscope.views.selection import Selection, StepValidators, check_window
 
 DEFAULT_MAX_POINTS = 800
 """Columns asked of the index for the node charts and a layer's filter rows."""
@@ -125,7 +125,7 @@ def _whole(name: str, value: Any) -> int:
     return int(value)
 
 
-class LayerView(ViewWidget):
+class LayerView(StepValidators, ViewWidget):
     """DeepTracker's layer view: the model's stage → block → layer tree, one chart per node.
 
     Each node of the tree (the model, its stages, blocks and layers) gets one chart over the
@@ -461,11 +461,3 @@ class LayerView(ViewWidget):
                 f"got {value!r}"
             )
         return value
-
-    @traitlets.validate("picked_steps")
-    def _valid_picks(self, proposal: Bunch) -> list[int]:
-        return check_picks("picked_steps", proposal.value, self._step_range)
-
-    @traitlets.validate("time_window")
-    def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
-        return check_window("time_window", proposal.value)

@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import traitlets
 import xarray as xr
-from traitlets import Bunch, Dict, Int, List, Tuple, Unicode
+from traitlets import Dict, Int, List, Tuple, Unicode
 
 from filterscope.errors import InvalidParameterError, InvalidSelectionError
 from filterscope.index import Index
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
 from filterscope.views._data import eval_set_names, index_of
 from filterscope.views._serialization import ARRAY_SERIALIZATION
-from filterscope.views.selection import Selection, check_picks, check_window
+from filterscope.views.selection import Selection, StepValidators, check_window
 
 DEFAULT_MAX_POINTS = 2000
 """Columns a chart asks the index for: longer windows come as min/max buckets of a coarser level."""
@@ -143,7 +142,7 @@ class _Charts:
         }
 
 
-class ModelInfo(ViewWidget):
+class ModelInfo(StepValidators, ViewWidget):
     """Linked line charts of loss, error and learning rate over a training run.
 
     Training loss and error are drawn per optimizer step, each eval set's loss and error per
@@ -235,6 +234,8 @@ class ModelInfo(ViewWidget):
     def _load(self, log: xr.Dataset, columns: int) -> None:
         charts = _Charts(log, columns)
         self._log, self._charts = log, charts
+        lo, hi = charts.step_range
+        self._step_range = (int(lo), int(hi))  # picks outside it are refused
         self.set_trait("series", charts.overview())
 
     def _reload(self, log: xr.Dataset) -> None:
@@ -254,11 +255,3 @@ class ModelInfo(ViewWidget):
                 f"the window ({start}, {stop}) is outside this run's steps {lo} to {hi}"
             )
         return self._charts.window(start, stop)
-
-    @traitlets.validate("picked_steps")
-    def _valid_picks(self, proposal: Bunch) -> list[int]:
-        return check_picks("picked_steps", proposal.value, self._charts.step_range)
-
-    @traitlets.validate("time_window")
-    def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
-        return check_window("time_window", proposal.value)

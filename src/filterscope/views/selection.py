@@ -103,6 +103,24 @@ def check_picks(name: str, steps: Any, step_range: Sequence[int]) -> list[int]:
     return picked
 
 
+class StepValidators:
+    """The ``picked_steps`` and ``time_window`` validators of every view with a time axis.
+
+    A view mixes this in before its widget base and gives ``_step_range``: the run's first and
+    last snapshot step, outside which a pick is refused.
+    """
+
+    _step_range: tuple[int, int]
+
+    @traitlets.validate("picked_steps")
+    def _valid_picks(self, proposal: Bunch) -> list[int]:
+        return check_picks("picked_steps", proposal.value, self._step_range)
+
+    @traitlets.validate("time_window")
+    def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
+        return check_window("time_window", proposal.value)
+
+
 class Selection(HasTraits):
     """What the user has selected, shared by every view it is given to.
 

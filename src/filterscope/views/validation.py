@@ -16,7 +16,7 @@ from filterscope.errors import InvalidParameterError, InvalidSelectionError
 from filterscope.views._base import PAGE_WRITABLE, ViewWidget, request, require_log
 from filterscope.views._data import index_of, stored_counts
 from filterscope.views._serialization import ARRAY_SERIALIZATION
-from filterscope.views.selection import Selection, check_picks, check_window
+from filterscope.views.selection import Selection, StepValidators, check_window
 
 DEFAULT_MAX_POINTS = 2000
 """Snapshot columns asked of the index; longer runs arrive as bucket means."""
@@ -82,7 +82,7 @@ def _positive(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
-class ValidationView(ViewWidget):
+class ValidationView(StepValidators, ViewWidget):
     """DeepTracker's validation view: how each class's accuracy evolves, and which images flip.
 
     One heat line per class over the snapshots, coloured by the class's accuracy on DeepTracker's
@@ -394,11 +394,3 @@ class ValidationView(ViewWidget):
                 f"got {value!r}"
             )
         return value
-
-    @traitlets.validate("picked_steps")
-    def _valid_picks(self, proposal: Bunch) -> list[int]:
-        return check_picks("picked_steps", proposal.value, self._step_range)
-
-    @traitlets.validate("time_window")
-    def _valid_window(self, proposal: Bunch) -> tuple[int, int] | None:
-        return check_window("time_window", proposal.value)
