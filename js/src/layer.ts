@@ -33,13 +33,7 @@ import {
   type Window,
 } from "./timeaxis";
 import { type Decoded, decodeTree, type EncodedArray } from "./transport";
-import {
-  linkAxis,
-  mountView,
-  type ViewContext,
-  type ViewDefinition,
-  zoomAxis,
-} from "./view";
+import { linkAxis, mountView, type ViewContext, type ViewDefinition, zoomAxis } from "./view";
 
 export const LAYER_CLASS = "filterscope-layer";
 

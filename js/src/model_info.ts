@@ -15,13 +15,7 @@ import { formatStep } from "./scale";
 import { GroupColors, pickColor } from "./theme";
 import { attachPointer, TimeAxis, togglePick, type Window } from "./timeaxis";
 import { type Decoded, decodeTree, type NdArray } from "./transport";
-import {
-  linkAxis,
-  mountView,
-  type ViewContext,
-  type ViewDefinition,
-  zoomAxis,
-} from "./view";
+import { linkAxis, mountView, type ViewContext, type ViewDefinition, zoomAxis } from "./view";
 import type { WireSeries, WireWindow } from "./wire";
 
 export type { WireSeries } from "./wire";

@@ -32,13 +32,7 @@ import {
   type NdArray,
   type TypedArray,
 } from "./transport";
-import {
-  linkAxis,
-  mountView,
-  type ViewContext,
-  type ViewDefinition,
-  zoomAxis,
-} from "./view";
+import { linkAxis, mountView, type ViewContext, type ViewDefinition, zoomAxis } from "./view";
 
 export const VALIDATION_CLASS = "filterscope-validation";
 
